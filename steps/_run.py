@@ -1,0 +1,377 @@
+"""Bookkeeping of one orchestrator execution, shared by the sync and the async loop.
+
+The loops decide *how* a step is called (directly, awaited, in a thread); this module decides
+*what it means*: records, weighted progress, events, and which steps a rollback must undo.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic
+
+from steps.base import BaseStep, C
+from steps.cancellation import Cancelled
+from steps.errors import RunCancelledError, StepFailedError
+from steps.events import EventType, StepEvent, StepObserver
+from steps.progress import WeightedProgress
+from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
+from steps.result import StepResult
+
+if TYPE_CHECKING:
+    import asyncio
+
+__all__ = ["ProgressCallback", "Run"]
+
+ProgressCallback = Callable[[float, float], None]
+"""``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``."""
+
+_ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, kept for callers
+
+
+class Run(Generic[C]):
+    """One execution: the records of its steps, its progress, and the events it emits."""
+
+    def __init__(
+        self,
+        steps: Sequence[BaseStep[C]],
+        context: C,
+        observers: Sequence[StepObserver],
+        progress_callback: ProgressCallback | None,
+    ) -> None:
+        self.steps = steps
+        self.context = context
+        self.token = context.runtime_ctx.cancellation
+        weights = [float(s.progress_weight) for s in steps]
+        self.progress = WeightedProgress(weights)
+        self.records = [
+            StepRecord(name=s.name, index=i, weight=w)
+            for i, (s, w) in enumerate(zip(steps, self.progress.weights, strict=True))
+        ]
+        self.report = RunReport(steps=self.records)
+        self.executed: list[int] = []
+        self.pivot_index = -1
+        self.current: int | None = None
+        self._notify = [o.on_event for o in observers]
+        self._callback = progress_callback
+        self._started_at = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self.deferred_error: BaseException | None = None
+        self._planned = 0
+        self._undone = 0
+
+    # -- events --------------------------------------------------------------------------
+
+    def emit(self, type_: EventType, index: int | None, **fields: Any) -> None:
+        if not self._notify:
+            return
+        event = StepEvent(
+            type_,
+            None if index is None else self.records[index].name,
+            index,
+            self.progress.value,
+            **fields,
+        )
+        for notify in self._notify:
+            notify(event)
+
+    def _emit_quietly(self, type_: EventType, index: int | None, **fields: Any) -> None:
+        # During rollback an observer error must not stop the remaining undos.
+        try:
+            self.emit(type_, index, **fields)
+        except Exception as exc:
+            self.context.errors.append(f"observer failed on {type_.value}: {exc!r}")
+
+    def _call_back(self) -> None:
+        if self._callback is not None:
+            self._callback(round(self.progress.value * 100, 4), 100)
+
+    # -- reporter protocol (called through the context by running steps) -----------------
+
+    def bind_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Progress reported from other threads is handed to ``loop`` (async execution)."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+
+    def report_progress(self, step: str | None, fraction: float) -> None:
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self._progress_from_thread, step, fraction)
+            return
+        self._progress(step, fraction)
+
+    def _progress_from_thread(self, step: str | None, fraction: float) -> None:
+        try:
+            self._progress(step, fraction)
+        except Exception as exc:
+            if self.deferred_error is None:
+                self.deferred_error = exc
+
+    def _progress(self, step: str | None, fraction: float) -> None:
+        index = self.current
+        if index is None or (step is not None and step != self.records[index].name):
+            return  # late report from a step that has already finished
+        record = self.records[index]
+        if record.status is not StepStatus.running:
+            return
+        if fraction > record.progress:
+            record.progress = fraction
+        self.progress.step_progress(index, fraction)
+        self.emit(EventType.step_progress, index, attempt=record.attempts, step_progress=fraction)
+        self._call_back()
+
+    def report_log(self, step: str | None, level: str, event: str, data: Mapping[str, Any]) -> None:
+        if not self._notify:
+            return
+        index = self.current
+        if self._loop is not None and threading.get_ident() != self._loop_thread:
+            self._loop.call_soon_threadsafe(self._log_now, index, step, level, event, data)
+        else:
+            self._log_now(index, step, level, event, data)
+
+    def _log_now(
+        self, index: int | None, step: str | None, level: str, event: str, data: Mapping[str, Any]
+    ) -> None:
+        self._emit_quietly(
+            EventType.step_log,
+            index,
+            data={"level": level, "event": event, "data": data, "step": step},
+        )
+
+    # -- forward execution ---------------------------------------------------------------
+
+    def begin(self) -> None:
+        object.__setattr__(self.context, "_reporter", self)
+        self._started_at = time.perf_counter()
+        self.emit(EventType.run_started, None, data={"steps_total": len(self.steps)})
+
+    def enter(self, index: int) -> None:
+        self.current = index
+        self.context.current_step = self.records[index].name
+        self.context.current_step_order = index
+
+    def skip(self, index: int) -> None:
+        record = self.records[index]
+        record.status = StepStatus.skipped
+        record.progress = 1.0
+        self.context.step_results.append(StepResult(success=True, skipped=True))
+        self.progress.step_done(index)
+        self.emit(EventType.step_skipped, index)
+        self._call_back()
+
+    def start_attempt(self, index: int, attempt: int, timeout: float | None) -> float:
+        record = self.records[index]
+        record.status = StepStatus.running
+        record.attempts = attempt
+        if timeout is not None:
+            deadline = (time.monotonic() + timeout, record.name, timeout)
+            object.__setattr__(self.context, "_deadline", deadline)
+        self.emit(EventType.step_started, index, attempt=attempt)
+        return time.perf_counter()
+
+    def end_attempt(self, index: int, started: float) -> float:
+        """Clear the step's deadline; record and return how long the attempt took."""
+        elapsed = time.perf_counter() - started
+        self.records[index].duration_seconds = elapsed
+        if self.context._deadline is not None:
+            object.__setattr__(self.context, "_deadline", None)
+        return elapsed
+
+    def retrying(self, index: int, error: BaseException, delay: float) -> None:
+        record = self.records[index]
+        record.error = _describe(error)
+        self.emit(
+            EventType.step_retrying,
+            index,
+            attempt=record.attempts,
+            error=error,
+            data={"delay": delay},
+        )
+
+    def complete(self, index: int, result: StepResult) -> bool:
+        """Record what step ``index`` returned; return whether it succeeded."""
+        if type(result) is not StepResult and not isinstance(result, StepResult):
+            raise TypeError(
+                f"step {self.records[index].name!r} returned {type(result).__name__}, "
+                "expected StepResult"
+            )
+        record = self.records[index]
+        record.result = result
+        record.error = None
+        self.context.step_results.append(result)
+        self.executed.append(index)
+        if not result.success:
+            self._mark_failed(index, result.error, None)
+            return False
+        record.status = StepStatus.succeeded
+        record.progress = 1.0
+        if self.steps[index].irreversible:
+            self.pivot_index = index
+        self.progress.step_done(index)
+        self.emit(EventType.step_succeeded, index, attempt=record.attempts, result=result)
+        self._call_back()
+        return True
+
+    def fail(self, index: int, error: BaseException) -> None:
+        """Step ``index`` failed with ``error``: raised by it, or by the orchestration of it."""
+        record = self.records[index]
+        if record.attempts and index not in self.executed:
+            # It ran (partly): record a failed result and roll it back with the others.
+            result = StepResult(success=False, error=str(error))
+            record.result = result
+            self.context.step_results.append(result)
+            self.executed.append(index)
+        self._mark_failed(index, _describe(error), error)
+
+    def _mark_failed(self, index: int, message: str | None, error: BaseException | None) -> None:
+        record = self.records[index]
+        record.status = StepStatus.failed
+        record.error = message
+        record.exception = error
+        self.report.failed_step = record.name
+        self.report.error = message
+        self.report.cause = error
+        self.report.outcome = RunOutcome.failed
+        self._emit_quietly(EventType.step_failed, index, attempt=record.attempts, error=error)
+
+    def interrupt(self, error: BaseException) -> None:
+        """A ``BaseException`` (KeyboardInterrupt, SystemExit…) stopped the run."""
+        index = self.current
+        if index is not None and self.records[index].status in (
+            StepStatus.pending,
+            StepStatus.running,
+        ):
+            self.fail(index, error)
+            return
+        self.report.outcome = RunOutcome.failed
+        self.report.error = _describe(error)
+        self.report.cause = error
+
+    def cancel(self, index: int | None, error: Cancelled) -> None:
+        """The run was cancelled, inside step ``index`` or (``None``) between steps."""
+        self.report.outcome = RunOutcome.cancelled
+        self.report.error = str(error) or "run cancelled"
+        if index is None:
+            return
+        record = self.records[index]
+        if record.status in (StepStatus.succeeded, StepStatus.failed):
+            return  # cancelled right after the step finished
+        if record.status is StepStatus.running:
+            record.status = StepStatus.cancelled
+            self.report.failed_step = record.name
+            if index not in self.executed:
+                result = StepResult(success=False, error=self.report.error)
+                record.result = result
+                self.context.step_results.append(result)
+                self.executed.append(index)
+            self._emit_quietly(EventType.step_cancelled, index, attempt=record.attempts)
+
+    # -- rollback ------------------------------------------------------------------------
+
+    def plan_rollback(self) -> list[int]:
+        """Mark what will be undone; return the step indices to roll back, last first."""
+        if self.pivot_index >= 0:
+            self.report.pivot = self.records[self.pivot_index].name
+        plan: list[int] = []
+        for index in reversed(self.executed):
+            record = self.records[index]
+            if index <= self.pivot_index:
+                continue
+            if self.steps[index].supports_rollback:
+                record.rollback = RollbackStatus.pending
+                plan.append(index)
+            else:
+                record.rollback = RollbackStatus.not_supported
+        if self.executed:
+            self._emit_quietly(
+                EventType.rollback_started,
+                None,
+                rollback_progress=0.0,
+                data={
+                    "steps": [self.records[i].name for i in plan],
+                    "reason": self.report.outcome.value if self.report.outcome else None,
+                },
+            )
+        self._planned = len(plan)
+        return plan
+
+    def start_rollback(self, index: int) -> float:
+        record = self.records[index]
+        record.rollback = RollbackStatus.running
+        self.context.current_step = record.name
+        self.context.current_step_order = index
+        self.current = None
+        self._emit_quietly(
+            EventType.step_rollback_started, index, rollback_progress=self._rollback_progress()
+        )
+        return time.perf_counter()
+
+    def end_rollback(self, index: int, started: float, error: BaseException | None) -> None:
+        record = self.records[index]
+        record.rollback_duration_seconds = time.perf_counter() - started
+        self._undone += 1
+        if error is None:
+            record.rollback = RollbackStatus.rolled_back
+            self._emit_quietly(
+                EventType.step_rolled_back, index, rollback_progress=self._rollback_progress()
+            )
+            return
+        record.rollback = RollbackStatus.failed
+        record.rollback_error = _describe(error)
+        record.rollback_exception = error
+        self.context.errors.append(_ROLLBACK_FAILED.format(record.name))
+        self._emit_quietly(
+            EventType.step_rollback_failed,
+            index,
+            error=error,
+            rollback_progress=self._rollback_progress(),
+        )
+
+    def _rollback_progress(self) -> float:
+        return round(self._undone / self._planned, 6) if self._planned else 1.0
+
+    # -- the end -------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Close the run: clear the context's step, set the outcome, emit the final event."""
+        ctx = self.context
+        ctx.current_step = None
+        ctx.current_step_order = None
+        object.__setattr__(ctx, "_reporter", None)
+        object.__setattr__(ctx, "_deadline", None)
+        self.current = None
+        report = self.report
+        if report.outcome is None:
+            report.outcome = RunOutcome.succeeded
+        report.progress = self.progress.value
+        final = {
+            RunOutcome.succeeded: EventType.run_succeeded,
+            RunOutcome.failed: EventType.run_failed,
+            RunOutcome.cancelled: EventType.run_cancelled,
+        }[report.outcome]
+        self._emit_quietly(final, None, data={"summary": report.summary()})
+
+    def outcome_error(self) -> StepFailedError | RunCancelledError | None:
+        """The exception ``execute`` raises for this run, or None if it succeeded."""
+        report = self.report
+        if report.outcome is RunOutcome.cancelled:
+            where = f" at step '{report.failed_step}'" if report.failed_step else ""
+            return RunCancelledError(f"Run cancelled{where}: {report.error}", report)
+        if report.outcome is RunOutcome.failed:
+            error = StepFailedError(f"Step '{report.failed_step}' failed: {report.error}", report)
+            error.__cause__ = report.cause
+            return error
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "success": True,
+            "steps_executed": len(self.executed),
+            "steps_total": len(self.steps),
+        }
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return text if text else type(error).__name__

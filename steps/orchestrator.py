@@ -1,0 +1,193 @@
+"""``Orchestrator``: runs a registry's steps in order, reports weighted progress, rolls back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Generic
+
+from steps._run import ProgressCallback, Run
+from steps.base import BaseStep, C
+from steps.cancellation import Cancelled
+from steps.errors import StepTimeoutError
+from steps.events import StepObserver
+from steps.registry import StepRegistry
+from steps.report import RunOutcome, RunReport
+from steps.result import StepResult
+from steps.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+
+__all__ = ["BeforeStep", "Orchestrator"]
+
+BeforeStep = Callable[[str, Any], None]
+"""``before_step(name, context)``, called before each step's skip check."""
+
+
+class Orchestrator(Generic[C]):
+    """Executes the steps of ``registry`` in order against ``context``.
+
+    On success ``execute()`` returns ``{'success': True, 'steps_executed': n, 'steps_total': m}``
+    (skipped steps count in ``steps_total`` only). When a step fails after its retries, every
+    executed step, the failing one included, is rolled back in reverse order and
+    ``StepFailedError`` is raised; a cancelled run raises ``RunCancelledError``. Either way
+    ``report`` (and the exception's ``report``) says what each step did and what was undone.
+
+    ``progress_callback(current, total)`` receives the overall weighted progress as
+    ``(percent, 100)``; observers receive every transition as a ``StepEvent``. Each call of
+    ``execute`` is a fresh run: nothing from an earlier run is counted or rolled back again.
+    """
+
+    def __init__(
+        self,
+        registry: StepRegistry[C],
+        context: C,
+        progress_callback: ProgressCallback | None = None,
+        before_step: BeforeStep | None = None,
+        *,
+        observers: Iterable[StepObserver] = (),
+        retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+        rollback_on_cancel: bool = True,
+    ) -> None:
+        self.registry = registry
+        self.context = context
+        self.progress_callback = progress_callback
+        self.before_step = before_step
+        self.observers = list(observers)
+        self.retry_policy = retry_policy
+        self.rollback_on_cancel = rollback_on_cancel
+        self.report: RunReport | None = None
+        self._running = False
+
+    def cancel(self, reason: str | None = None) -> bool:
+        """Cancel the run (from any thread); same as cancelling the context's token."""
+        return self.context.runtime_ctx.cancellation.cancel(reason)
+
+    def execute(self) -> dict[str, Any]:
+        """Run every step in this thread; async steps make it run on a private event loop."""
+        steps = self.registry.get_steps()
+        if any(s.is_async or s.is_async_rollback for s in steps):
+            import asyncio  # only registries with async steps pay for it
+
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return asyncio.run(self.execute_async())
+            raise RuntimeError("this registry has async steps: await execute_async() instead")
+        run = self._start(steps)
+        try:
+            try:
+                self._forward(run)
+            except BaseException as exc:
+                run.interrupt(exc)
+                raise
+            finally:
+                if self._must_roll_back(run):
+                    self._rollback(run)
+        finally:
+            self._close(run)
+        return self._result(run)
+
+    async def execute_async(self) -> dict[str, Any]:
+        """Run every step on the running event loop; sync steps run in worker threads."""
+        from steps._async_loop import run_async  # asyncio machinery only when needed
+
+        run = self._start(self.registry.get_steps())
+        try:
+            await run_async(self, run)
+        finally:
+            self._close(run)
+        return self._result(run)
+
+    # -- shared by both paths ------------------------------------------------------------
+
+    def _start(self, steps: list[BaseStep[C]]) -> Run[C]:
+        if self._running:
+            raise RuntimeError("this orchestrator is already executing")
+        self._running = True
+        run = Run(steps, self.context, self.observers, self.progress_callback)
+        self.report = run.report
+        try:
+            run.begin()
+        except BaseException:
+            self._close(run)
+            raise
+        return run
+
+    def _policy(self, step: BaseStep[C]) -> RetryPolicy:
+        return step.retry_policy or self.retry_policy
+
+    def _must_roll_back(self, run: Run[C]) -> bool:
+        outcome = run.report.outcome
+        if outcome is None:
+            return False
+        return outcome is not RunOutcome.cancelled or self.rollback_on_cancel
+
+    def _close(self, run: Run[C]) -> None:
+        self._running = False
+        run.finish()
+
+    @staticmethod
+    def _result(run: Run[C]) -> dict[str, Any]:
+        error = run.outcome_error()
+        if error is not None:
+            raise error
+        return run.summary()
+
+    # -- the sync path -------------------------------------------------------------------
+
+    def _forward(self, run: Run[C]) -> None:
+        context, token = self.context, run.token
+        for index, step in enumerate(run.steps):
+            run.enter(index)
+            try:
+                token.raise_if_cancelled()
+                if self.before_step is not None:
+                    self.before_step(step.name, context)
+                if step.can_skip(context):
+                    run.skip(index)
+                    continue
+                if not self._attempts(run, index, step):
+                    return
+            except Cancelled as exc:
+                run.cancel(index, exc)
+                return
+            except Exception as exc:
+                run.fail(index, exc)
+                return
+
+    def _attempts(self, run: Run[C], index: int, step: BaseStep[C]) -> bool:
+        """Execute ``step`` until it succeeds or its retry policy gives up; return success."""
+        policy, timeout, attempt = self._policy(step), step.timeout, 0
+        while True:
+            attempt += 1
+            started = run.start_attempt(index, attempt, timeout)
+            try:
+                try:
+                    result = step.execute(self.context)
+                finally:
+                    elapsed = run.end_attempt(index, started)
+                if timeout is not None and elapsed > timeout:
+                    raise StepTimeoutError(step.name, timeout)
+            except Exception as exc:
+                if not policy.should_retry(attempt, exc):
+                    raise
+                delay = policy.delay(attempt)
+                run.retrying(index, exc, delay)
+                if run.token.wait(delay):
+                    run.token.raise_if_cancelled()
+                continue
+            return run.complete(index, result)  # type: ignore[arg-type]
+
+    def _rollback(self, run: Run[C]) -> None:
+        for index in run.plan_rollback():
+            step = run.steps[index]
+            started = run.start_rollback(index)
+            error: Exception | None = None
+            try:
+                step.rollback(self.context, _result_of(run, index))
+            except Exception as exc:
+                error = exc
+            run.end_rollback(index, started, error)
+
+
+def _result_of(run: Run[Any], index: int) -> StepResult:
+    result = run.records[index].result
+    return result if result is not None else StepResult(success=False)
