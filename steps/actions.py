@@ -139,7 +139,7 @@ class BaseAction(Generic[P]):
 def _params_model_from_bases(cls: type) -> type[BaseModel] | None:
     for base in getattr(cls, "__orig_bases__", ()):
         for arg in typing.get_args(base):
-            if isinstance(arg, type) and issubclass(arg, BaseModel):
+            if isinstance(arg, type) and issubclass(arg, BaseModel) and arg is not BaseModel:
                 return arg
     return None
 

@@ -1,0 +1,116 @@
+"""Async steps: awaited on the loop; sync steps in a mixed registry run in worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from steps import EventType, Orchestrator, StepFailedError
+
+from .conftest import AsyncStep, Ctx, Recorder, Step, registry_of
+
+
+def test_a_mixed_registry_runs_in_order_with_execute_async(ctx: Ctx) -> None:
+    registry = registry_of(Step("a"), AsyncStep("b"), Step("c"), AsyncStep("d"))
+
+    result = asyncio.run(Orchestrator(registry, ctx).execute_async())
+
+    assert result == {"success": True, "steps_executed": 4, "steps_total": 4}
+    assert ctx.trace == ["exec a", "exec b", "exec c", "exec d"]
+
+
+def test_sync_steps_run_in_a_worker_thread_and_do_not_block_the_loop(ctx: Ctx) -> None:
+    loop_thread: list[int] = []
+    step_thread: list[int] = []
+    started, release = threading.Event(), threading.Event()
+
+    def blocking(context: Ctx) -> None:
+        step_thread.append(threading.get_ident())
+        started.set()
+        assert release.wait(5), "the event loop was blocked by a sync step"
+
+    async def main() -> None:
+        loop_thread.append(threading.get_ident())
+        run = asyncio.create_task(
+            Orchestrator(registry_of(Step("block", action=blocking)), ctx).execute_async()
+        )
+        # This await completes only if the loop keeps running while the step blocks.
+        assert await asyncio.wait_for(asyncio.to_thread(started.wait, 5), 5)
+        release.set()
+        await asyncio.wait_for(run, 5)
+
+    asyncio.run(main())
+
+    assert step_thread[0] != loop_thread[0]
+
+
+def test_async_steps_run_on_the_loop_thread(ctx: Ctx) -> None:
+    threads: list[int] = []
+
+    async def where(context: Ctx) -> None:
+        threads.append(threading.get_ident())
+
+    async def main() -> int:
+        await Orchestrator(registry_of(AsyncStep("a", action=where)), ctx).execute_async()
+        return threading.get_ident()
+
+    assert asyncio.run(main()) == threads[0]
+
+
+def test_progress_from_a_sync_step_in_a_thread_reaches_observers_on_the_loop(ctx: Ctx) -> None:
+    def work(context: Ctx) -> None:
+        for i in range(1, 4):
+            context.set_progress(i, 3)
+
+    recorder, observer_threads = Recorder(), set()
+    recorder_on_event = recorder.on_event
+
+    def on_event(event: object) -> None:
+        observer_threads.add(threading.get_ident())
+        recorder_on_event(event)  # type: ignore[arg-type]
+
+    recorder.on_event = on_event  # type: ignore[method-assign]
+
+    async def main() -> int:
+        registry = registry_of(Step("a", 1, action=work), AsyncStep("b", 1))
+        await Orchestrator(registry, ctx, observers=[recorder]).execute_async()
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+
+    assert observer_threads == {loop_thread}
+    types = [e.type for e in recorder.events]
+    progress_at = [i for i, t in enumerate(types) if t is EventType.step_progress]
+    assert len(progress_at) == 3
+    assert max(progress_at) < types.index(EventType.step_succeeded)
+
+
+def test_execute_runs_an_async_registry_on_a_private_loop(ctx: Ctx) -> None:
+    result = Orchestrator(registry_of(AsyncStep("a"), Step("b")), ctx).execute()
+
+    assert result["steps_executed"] == 2
+
+
+def test_execute_inside_a_running_loop_with_async_steps_says_to_await(ctx: Ctx) -> None:
+    async def main() -> None:
+        Orchestrator(registry_of(AsyncStep("a")), ctx).execute()
+
+    with pytest.raises(RuntimeError, match="execute_async"):
+        asyncio.run(main())
+
+
+def test_async_rollback_of_a_sync_step_and_sync_rollback_of_an_async_step(ctx: Ctx) -> None:
+    registry = registry_of(AsyncStep("a"), Step("b"), AsyncStep("c", fail=ValueError("c")))
+
+    with pytest.raises(StepFailedError):
+        asyncio.run(Orchestrator(registry, ctx).execute_async())
+
+    assert ctx.trace == ["exec a", "exec b", "exec c", "undo c", "undo b", "undo a"]
+
+
+def test_execute_async_works_for_a_purely_sync_registry(ctx: Ctx) -> None:
+    result = asyncio.run(Orchestrator(registry_of(Step("a"), Step("b")), ctx).execute_async())
+
+    assert result["steps_executed"] == 2
