@@ -21,7 +21,7 @@ def test_all_is_sorted_and_every_name_resolves() -> None:
 
 def test_unknown_attributes_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="Nope"):
-        steps.Nope  # noqa: B018
+        steps.Nope
 
 
 def loaded_after(code: str) -> list[str]:
