@@ -73,7 +73,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SYNAPSE_VENV = PROJECT_ROOT / "bench" / ".venvs" / "synapse"
 SYNAPSE_PYTHON = SYNAPSE_VENV / "bin" / "python"
 SYNAPSE_VERSION = "2026.2.17"
-SYNAPSE_TIMEOUT_S = 40.0
+SYNAPSE_TIMEOUT_S = 30.0
 SYNAPSE_SETUP_HINT = (
     f"python3.12 -m venv {SYNAPSE_VENV.relative_to(PROJECT_ROOT)} && "
     f"{SYNAPSE_PYTHON.parent.relative_to(PROJECT_ROOT)}/pip install synapse-sdk=={SYNAPSE_VERSION}"
@@ -269,16 +269,18 @@ def measure_async(step_count: int, reps: int) -> tuple[Row, Row]:
 
 # -- synapse-sdk, in its own interpreter ---------------------------------------------------------
 
-# Runs under bench/.venvs/synapse/bin/python with argv: steps reps project_root. Prints one
-# JSON object of per-step µs lists: synapse's Orchestrator, a bare loop, and ours (same
-# interpreter), timed the same way as above.
+# Runs under bench/.venvs/synapse/bin/python with argv: steps reps budget_s project_root.
+# Prints one JSON object of per-step µs lists: a bare loop, synapse's Orchestrator and ours,
+# all in that interpreter, timed as above (warm-up, gc off, fresh context, alternating rows,
+# at most budget_s seconds of repetitions once MIN_REPS are done).
 SYNAPSE_SCRIPT = r"""
 import gc, json, sys, time, warnings
 from dataclasses import dataclass
 from importlib.metadata import version
 
 warnings.simplefilter("ignore")
-steps_n, reps, root = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+steps_n, reps, budget_s, min_reps, root = sys.argv[1:6]
+steps_n, reps, budget_s, min_reps = int(steps_n), int(reps), float(budget_s), int(min_reps)
 
 from synapse_sdk.loggers import NoOpLogger
 from synapse_sdk.plugins import RuntimeContext
@@ -350,7 +352,12 @@ def timed(fn):
 
 def bare():
     ctx = syn_ctx()
-    return timed(lambda: [s.execute(ctx) for s in syn_steps])
+
+    def loop():
+        for s in syn_steps:
+            s.execute(ctx)
+
+    return timed(loop)
 
 
 def synapse():
@@ -369,9 +376,12 @@ timers = {"bare": bare, "synapse": synapse, "ours": stepline}
 for fn in timers.values():
     fn()
 out = {name: [] for name in timers}
-for _ in range(reps):
+deadline = time.perf_counter() + budget_s
+for rep in range(reps):
     for name, fn in timers.items():
         out[name].append(fn())
+    if rep + 1 >= min_reps and time.perf_counter() > deadline:
+        break
 out["python"] = sys.version.split()[0]
 out["synapse_sdk"] = version("synapse-sdk")
 print(json.dumps(out))
@@ -394,23 +404,37 @@ def synapse_unavailable() -> str | None:
     """Why the synapse venv cannot be used, or None if it looks usable."""
     if SYNAPSE_PYTHON.exists():
         return None
-    return (
-        f"no venv at {SYNAPSE_VENV.relative_to(PROJECT_ROOT)}; create it with: {SYNAPSE_SETUP_HINT}"
-    )
+    venv = SYNAPSE_VENV.relative_to(PROJECT_ROOT)
+    if not python312_works():
+        return f"no venv at {venv}, and no working python3.12 on PATH to create one"
+    return f"no venv at {venv}; create it with: {SYNAPSE_SETUP_HINT}"
+
+
+def python312_works() -> bool:
+    """Whether ``python3.12`` runs (a pyenv shim may exist yet fail)."""
+    try:
+        done = subprocess.run(
+            ["python3.12", "--version"], capture_output=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def measure_synapse(step_count: int, reps: int) -> SynapseResult:
     reason = synapse_unavailable()
     if reason is not None:
         return SynapseResult(skipped=reason)
-    command = [str(SYNAPSE_PYTHON), "-c", SYNAPSE_SCRIPT, str(step_count), str(reps)]
-    command.append(str(PROJECT_ROOT))
+    args = [step_count, reps, PHASE_BUDGET_S, MIN_REPS, PROJECT_ROOT]
+    command = [str(SYNAPSE_PYTHON), "-c", SYNAPSE_SCRIPT, *map(str, args)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=SYNAPSE_TIMEOUT_S, check=False
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return SynapseResult(skipped=f"{type(exc).__name__}: {exc}")
+    except subprocess.TimeoutExpired:
+        return SynapseResult(skipped=f"timed out after {SYNAPSE_TIMEOUT_S:g} s")
+    except OSError as exc:
+        return SynapseResult(skipped=f"cannot run {SYNAPSE_PYTHON}: {exc}")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return SynapseResult(skipped=f"exit {done.returncode}: {last}")

@@ -53,6 +53,7 @@ class Run(Generic[C]):
         self.executed: list[int] = []
         self.pivot_index = -1
         self.current: int | None = None
+        self._log_index: int | None = None  # the step that log lines are attributed to
         self._notify = [o.on_event for o in observers]
         self._callback = progress_callback
         self._started_at = 0.0
@@ -124,7 +125,7 @@ class Run(Generic[C]):
     def report_log(self, step: str | None, level: str, event: str, data: Mapping[str, Any]) -> None:
         if not self._notify:
             return
-        index = self.current
+        index = self._log_index
         if self._loop is not None and threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self._log_now, index, step, level, event, data)
         else:
@@ -147,7 +148,7 @@ class Run(Generic[C]):
         self.emit(EventType.run_started, None, data={"steps_total": len(self.steps)})
 
     def enter(self, index: int) -> None:
-        self.current = index
+        self.current = self._log_index = index
         self.context.current_step = self.records[index].name
         self.context.current_step_order = index
 
@@ -301,7 +302,7 @@ class Run(Generic[C]):
         record.rollback = RollbackStatus.running
         self.context.current_step = record.name
         self.context.current_step_order = index
-        self.current = None
+        self.current, self._log_index = None, index
         self._emit_quietly(
             EventType.step_rollback_started, index, rollback_progress=self._rollback_progress()
         )

@@ -129,21 +129,21 @@ class RunReport:
         """One human sentence: what failed and what rollback did about it."""
         if self.outcome is RunOutcome.succeeded:
             return f"succeeded: {len(self.steps)} steps"
-        parts = [f"{self.outcome.value if self.outcome else 'unfinished'}"]
+        text = self.outcome.value if self.outcome else "unfinished"
         if self.failed_step:
-            parts.append(f"at step {self.failed_step!r}")
+            text += f" at step {self.failed_step!r}"
         if self.error:
-            parts.append(f"({self.error})")
+            text += f" ({self.error})"
         undo = [
-            f"{s.name}: {s.rollback.value}"
+            f"{s.name} {s.rollback.value}"
             for s in self._rollback_order()
             if s.rollback is not RollbackStatus.not_needed
         ]
         if undo:
-            parts.append("; rollback: " + ", ".join(undo))
+            text += "; rollback: " + ", ".join(undo)
         if self.pivot:
-            parts.append(f"; steps up to irreversible {self.pivot!r} were kept")
-        return " ".join(parts)
+            text += f"; steps up to irreversible {self.pivot!r} were kept"
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view of the report."""

@@ -159,3 +159,19 @@ def test_an_observer_error_during_rollback_does_not_stop_the_undo(ctx: Ctx) -> N
 
     assert ctx.trace[-3:] == ["undo c", "undo b", "undo a"]
     assert any("lost the store" in e for e in ctx.errors)
+
+
+def test_logs_written_during_rollback_are_attributed_to_the_step_rolled_back(ctx: Ctx) -> None:
+    recorder = Recorder()
+
+    class Talker(Step):
+        def rollback(self, context: Ctx, result: object) -> None:  # type: ignore[override]
+            context.log("undoing", {})
+
+    registry = registry_of(Talker("a"), Talker("b"), Step("c", fail=ValueError("c")))
+
+    with pytest.raises(StepFailedError):
+        Orchestrator(registry, ctx, observers=[recorder]).execute()
+
+    logs = [e.step for e in recorder.events if e.type is EventType.step_log]
+    assert logs == ["b", "a"]

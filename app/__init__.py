@@ -1,0 +1,1 @@
+"""Stepline: step pipelines served as REST resources."""
