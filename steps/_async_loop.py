@@ -122,36 +122,35 @@ async def _attempts(
     step: BaseStep[C],
     interrupter: _Interrupter,
 ) -> bool:
-    policy, timeout, attempt = orchestrator._policy(step), step.timeout, 0
+    timeout, attempt = step.timeout, 0
     context, on_loop = orchestrator.context, step.is_async
     while True:
         attempt += 1
         started = run.start_attempt(index, attempt, timeout)
         try:
-            try:
-                if on_loop:
-                    result = await interrupter.wait(step.execute(context), timeout, step.name)
-                else:
-                    result = await asyncio.to_thread(step.execute, context)
-                    if inspect.isawaitable(result):
-                        result = await interrupter.wait(result, timeout, step.name)
-            finally:
-                elapsed = run.end_attempt(index, started)
+            if on_loop:
+                result = await interrupter.wait(step.execute(context), timeout, step.name)
+            else:
+                result = await asyncio.to_thread(step.execute, context)
+                if inspect.isawaitable(result):
+                    result = await interrupter.wait(result, timeout, step.name)
             if interrupter.withdraw():  # the step swallowed our cancel
                 raise Cancelled("run cancelled")
             if run.deferred_error is not None:
                 error, run.deferred_error = run.deferred_error, None
                 raise error
-            if timeout is not None and elapsed > timeout:
-                raise StepTimeoutError(step.name, timeout)
+            if timeout is not None:
+                run.check_deadline(index, started, timeout)
         except Exception as exc:
+            run.end_attempt(index, started, timeout)
+            policy = orchestrator._policy(step)
             if not policy.should_retry(attempt, exc):
                 raise
             delay = policy.delay(attempt)
             run.retrying(index, exc, delay)
             await interrupter.wait(asyncio.sleep(delay), None, step.name)
             continue
-        return run.complete(index, result)
+        return run.complete(index, result, started)
 
 
 async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:

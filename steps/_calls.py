@@ -26,6 +26,9 @@ def _is_coroutine_function(obj: Any) -> bool:
 def is_async_callable(obj: Any) -> bool:
     """True for an ``async def`` function or method, a partial of one, or an object whose
     ``__call__`` is one."""
+    code = getattr(getattr(obj, "__func__", obj), "__code__", None)
+    if code is not None:  # the common case: a function or a bound method
+        return bool(code.co_flags & _CO_COROUTINE)
     if _is_coroutine_function(obj):
         return True
     call = getattr(type(obj), "__call__", None)  # noqa: B004 - we need the method, not a bool

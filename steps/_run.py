@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic
 
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
-from steps.errors import RunCancelledError, StepFailedError
+from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
 from steps.events import EventType, StepEvent, StepObserver
 from steps.progress import WeightedProgress
 from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
@@ -29,6 +29,12 @@ ProgressCallback = Callable[[float, float], None]
 
 _ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, kept for callers
 
+# Enum members bound once: looking one up on its class costs more than the rest of a
+# no-op step's bookkeeping line.
+_clock = time.perf_counter
+_RUNNING, _SUCCEEDED = StepStatus.running, StepStatus.succeeded
+_STARTED, _SUCCEEDED_EVENT = EventType.step_started, EventType.step_succeeded
+
 
 class Run(Generic[C]):
     """One execution: the records of its steps, its progress, and the events it emits."""
@@ -43,12 +49,10 @@ class Run(Generic[C]):
         self.steps = steps
         self.context = context
         self.token = context.runtime_ctx.cancellation
-        weights = [float(s.progress_weight) for s in steps]
-        self.progress = WeightedProgress(weights)
-        self.records = [
-            StepRecord(name=s.name, index=i, weight=w)
-            for i, (s, w) in enumerate(zip(steps, self.progress.weights, strict=True))
-        ]
+        self.progress = WeightedProgress([s.progress_weight for s in steps])
+        self.records = list(
+            map(StepRecord, [s.name for s in steps], range(len(steps)), self.progress.weights)
+        )
         self.report = RunReport(steps=self.records)
         self.executed: list[int] = []
         self.pivot_index = -1
@@ -75,6 +79,17 @@ class Run(Generic[C]):
             self.progress.value,
             **fields,
         )
+        for notify in self._notify:
+            notify(event)
+
+    def _emit_step(
+        self, type_: EventType, record: StepRecord, result: StepResult | None = None
+    ) -> None:
+        # The per-step fast path of emit(): positional arguments only.
+        event = StepEvent(
+            type_, record.name, record.index, self.progress.value, record.attempts,
+            None, None, None, result, None,
+        )  # fmt: skip
         for notify in self._notify:
             notify(event)
 
@@ -163,21 +178,27 @@ class Run(Generic[C]):
 
     def start_attempt(self, index: int, attempt: int, timeout: float | None) -> float:
         record = self.records[index]
-        record.status = StepStatus.running
+        record.status = _RUNNING
         record.attempts = attempt
         if timeout is not None:
             deadline = (time.monotonic() + timeout, record.name, timeout)
             object.__setattr__(self.context, "_deadline", deadline)
-        self.emit(EventType.step_started, index, attempt=attempt)
-        return time.perf_counter()
+        if self._notify:
+            self._emit_step(_STARTED, record)
+        return _clock()
 
-    def end_attempt(self, index: int, started: float) -> float:
+    def end_attempt(self, index: int, started: float, timeout: float | None) -> float:
         """Clear the step's deadline; record and return how long the attempt took."""
-        elapsed = time.perf_counter() - started
+        elapsed = _clock() - started
         self.records[index].duration_seconds = elapsed
-        if self.context._deadline is not None:
+        if timeout is not None:
             object.__setattr__(self.context, "_deadline", None)
         return elapsed
+
+    def check_deadline(self, index: int, started: float, timeout: float) -> None:
+        """After a sync step returned: clear its deadline, and fail it if it ran too long."""
+        if self.end_attempt(index, started, timeout) > timeout:
+            raise StepTimeoutError(self.records[index].name, timeout)
 
     def retrying(self, index: int, error: BaseException, delay: float) -> None:
         record = self.records[index]
@@ -190,28 +211,32 @@ class Run(Generic[C]):
             data={"delay": delay},
         )
 
-    def complete(self, index: int, result: StepResult) -> bool:
+    def complete(self, index: int, result: StepResult, started: float) -> bool:
         """Record what step ``index`` returned; return whether it succeeded."""
-        if type(result) is not StepResult and not isinstance(result, StepResult):
+        record = self.records[index]
+        record.duration_seconds = _clock() - started
+        if not isinstance(result, StepResult):
             raise TypeError(
                 f"step {self.records[index].name!r} returned {type(result).__name__}, "
                 "expected StepResult"
             )
-        record = self.records[index]
         record.result = result
-        record.error = None
+        if record.error is not None:  # left by an attempt that was retried
+            record.error = None
         self.context.step_results.append(result)
         self.executed.append(index)
         if not result.success:
             self._mark_failed(index, result.error, None)
             return False
-        record.status = StepStatus.succeeded
+        record.status = _SUCCEEDED
         record.progress = 1.0
         if self.steps[index].irreversible:
             self.pivot_index = index
         self.progress.step_done(index)
-        self.emit(EventType.step_succeeded, index, attempt=record.attempts, result=result)
-        self._call_back()
+        if self._notify:
+            self._emit_step(_SUCCEEDED_EVENT, record, result)
+        if self._callback is not None:
+            self._call_back()
         return True
 
     def fail(self, index: int, error: BaseException) -> None:

@@ -20,20 +20,17 @@ class CancellationToken:
 
     ``cancel()`` may be called from any thread or task. Callbacks registered with
     ``add_callback`` run once, in the thread that cancels (or at once if already cancelled).
+    ``cancelled`` tells whether ``cancel()`` has been called.
     """
 
-    __slots__ = ("_callbacks", "_event", "_lock", "reason")
+    __slots__ = ("_callbacks", "_event", "_lock", "cancelled", "reason")
 
     def __init__(self) -> None:
+        self.cancelled = False  # a plain attribute, not a property: it is read per step
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         self.reason: str | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether ``cancel()`` has been called."""
-        return self._event.is_set()
 
     def cancel(self, reason: str | None = None) -> bool:
         """Request cancellation; return False if it had already been requested."""
@@ -41,6 +38,7 @@ class CancellationToken:
             if self._event.is_set():
                 return False
             self.reason = reason
+            self.cancelled = True
             self._event.set()
             callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
@@ -49,7 +47,7 @@ class CancellationToken:
 
     def raise_if_cancelled(self) -> None:
         """Raise ``Cancelled`` if cancellation has been requested."""
-        if self._event.is_set():
+        if self.cancelled:
             raise Cancelled(self.reason or "run cancelled")
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -8,7 +8,6 @@ from typing import Any, Generic
 from steps._run import ProgressCallback, Run
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
-from steps.errors import StepTimeoutError
 from steps.events import StepObserver
 from steps.registry import StepRegistry
 from steps.report import RunOutcome, RunReport
@@ -62,8 +61,7 @@ class Orchestrator(Generic[C]):
 
     def execute(self) -> dict[str, Any]:
         """Run every step in this thread; async steps make it run on a private event loop."""
-        steps = self.registry.get_steps()
-        if any(s.is_async or s.is_async_rollback for s in steps):
+        if self.registry.has_async_steps:
             import asyncio  # only registries with async steps pay for it
 
             try:
@@ -71,7 +69,7 @@ class Orchestrator(Generic[C]):
             except RuntimeError:
                 return asyncio.run(self.execute_async())
             raise RuntimeError("this registry has async steps: await execute_async() instead")
-        run = self._start(steps)
+        run = self._start(self.registry.get_steps())
         try:
             try:
                 self._forward(run)
@@ -134,13 +132,14 @@ class Orchestrator(Generic[C]):
     # -- the sync path -------------------------------------------------------------------
 
     def _forward(self, run: Run[C]) -> None:
-        context, token = self.context, run.token
+        context, token, before_step = self.context, run.token, self.before_step
         for index, step in enumerate(run.steps):
             run.enter(index)
             try:
-                token.raise_if_cancelled()
-                if self.before_step is not None:
-                    self.before_step(step.name, context)
+                if token.cancelled:
+                    token.raise_if_cancelled()
+                if before_step is not None:
+                    before_step(step.name, context)
                 if step.can_skip(context):
                     run.skip(index)
                     continue
@@ -155,18 +154,17 @@ class Orchestrator(Generic[C]):
 
     def _attempts(self, run: Run[C], index: int, step: BaseStep[C]) -> bool:
         """Execute ``step`` until it succeeds or its retry policy gives up; return success."""
-        policy, timeout, attempt = self._policy(step), step.timeout, 0
+        context, timeout, attempt = self.context, step.timeout, 0
         while True:
             attempt += 1
             started = run.start_attempt(index, attempt, timeout)
             try:
-                try:
-                    result = step.execute(self.context)
-                finally:
-                    elapsed = run.end_attempt(index, started)
-                if timeout is not None and elapsed > timeout:
-                    raise StepTimeoutError(step.name, timeout)
+                result = step.execute(context)
+                if timeout is not None:
+                    run.check_deadline(index, started, timeout)
             except Exception as exc:
+                run.end_attempt(index, started, timeout)
+                policy = self._policy(step)  # looked up only when it is needed
                 if not policy.should_retry(attempt, exc):
                     raise
                 delay = policy.delay(attempt)
@@ -174,7 +172,7 @@ class Orchestrator(Generic[C]):
                 if run.token.wait(delay):
                     run.token.raise_if_cancelled()
                 continue
-            return run.complete(index, result)  # type: ignore[arg-type]
+            return run.complete(index, result, started)  # type: ignore[arg-type]
 
     def _rollback(self, run: Run[C]) -> None:
         for index in run.plan_rollback():

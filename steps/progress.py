@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import accumulate
 from collections.abc import Sequence
 
 __all__ = ["PROGRESS_DIGITS", "WeightedProgress", "normalize_weights", "validate_weight"]
@@ -35,37 +36,39 @@ class WeightedProgress:
     """Overall progress of a run whose steps finish in order.
 
     Forward progress never moves backwards: a step that reports less than before, or that
-    starts again after a retry, leaves the overall value where it was.
+    starts again after a retry, leaves the overall value where it was. ``value`` is the
+    current overall progress between 0 and 1, rounded to ``PROGRESS_DIGITS``.
     """
 
-    __slots__ = ("_before", "_value", "weights")
+    __slots__ = ("_before", "_exact", "value", "weights")
 
     def __init__(self, weights: Sequence[float]) -> None:
-        self.weights = normalize_weights(weights)
-        raw = list(weights) if math.fsum(weights) > 0 else [1.0] * len(weights)
+        raw = [float(w) for w in weights]
         total = math.fsum(raw)
-        # _before[i] is the share of the steps before step i; computed with fsum so that
-        # finishing the last step gives exactly 1.0.
-        self._before = [math.fsum(raw[:i]) / total for i in range(len(raw) + 1)] if raw else [0.0]
-        self._value = 0.0
-
-    @property
-    def value(self) -> float:
-        """The current overall progress, between 0 and 1."""
-        return round(self._value, PROGRESS_DIGITS)
+        if total <= 0:
+            raw, total = [1.0] * len(raw), float(len(raw) or 1)
+        self.weights = [w / total for w in raw]
+        # _before[i] is the share of the steps before step i.
+        self._before = [0.0, *(done / total for done in accumulate(raw))]
+        if raw:
+            self._before[-1] = 1.0  # exact, whatever the rounding of the running sum
+        self._exact = 0.0
+        self.value = 0.0
 
     def step_done(self, index: int) -> float:
         """Count step ``index`` (and every step before it) as finished."""
         done = self._before[index + 1]
-        if done > self._value:
-            self._value = done
-        return round(self._value, PROGRESS_DIGITS)
+        if done > self._exact:
+            self._exact = done
+            self.value = round(done, PROGRESS_DIGITS)
+        return self.value
 
     def step_progress(self, index: int, fraction: float) -> float:
         """Record that step ``index`` is ``fraction`` (0 to 1) done."""
         fraction = min(1.0, max(0.0, fraction))
         start = self._before[index]
-        value = start + (self._before[index + 1] - start) * fraction
-        if value > self._value:
-            self._value = value
-        return round(self._value, PROGRESS_DIGITS)
+        exact = start + (self._before[index + 1] - start) * fraction
+        if exact > self._exact:
+            self._exact = exact
+            self.value = round(exact, PROGRESS_DIGITS)
+        return self.value

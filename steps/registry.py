@@ -18,10 +18,11 @@ class StepRegistry(Generic[C]):
     negative or non-finite ``progress_weight``.
     """
 
-    __slots__ = ("_steps",)
+    __slots__ = ("_async", "_steps")
 
     def __init__(self) -> None:
         self._steps: list[BaseStep[C]] = []
+        self._async: set[str] = set()  # names of steps with an async execute or rollback
 
     def register(self, step: BaseStep[C]) -> None:
         """Append ``step`` at the end."""
@@ -30,6 +31,7 @@ class StepRegistry(Generic[C]):
     def unregister(self, name: str) -> None:
         """Remove the step called ``name``; a name that is not registered is ignored."""
         self._steps = [s for s in self._steps if s.name != name]
+        self._async.discard(name)
 
     def insert_before(self, name: str, step: BaseStep[C]) -> None:
         """Insert ``step`` just before the step called ``name``."""
@@ -49,6 +51,11 @@ class StepRegistry(Generic[C]):
     def get_steps(self) -> list[BaseStep[C]]:
         """A copy of the steps, in order."""
         return list(self._steps)
+
+    @property
+    def has_async_steps(self) -> bool:
+        """Whether any step's ``execute`` or ``rollback`` is a coroutine function."""
+        return bool(self._async)
 
     @property
     def total_weight(self) -> float:
@@ -91,4 +98,6 @@ class StepRegistry(Generic[C]):
         if any(s.name == name for s in self._steps):
             raise ValueError(f"a step named {name!r} is already registered")
         validate_weight(name, step.progress_weight)
+        if step.is_async or step.is_async_rollback:
+            self._async.add(name)
         return step

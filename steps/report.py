@@ -46,9 +46,13 @@ class RunOutcome(StrEnum):
     cancelled = "cancelled"
 
 
-@dataclass(slots=True)
+@dataclass(init=False)
 class StepRecord:
-    """Everything known about one step of one run."""
+    """Everything known about one step of one run.
+
+    Only ``name``, ``index`` and ``weight`` are set on creation; the other fields read their
+    class-level defaults until the run changes them, which keeps a thousand-step run cheap.
+    """
 
     name: str
     index: int
@@ -64,6 +68,9 @@ class StepRecord:
     rollback_error: str | None = None
     rollback_exception: BaseException | None = field(default=None, repr=False)
     rollback_duration_seconds: float | None = None
+
+    def __init__(self, name: str, index: int, weight: float) -> None:
+        self.name, self.index, self.weight = name, index, weight
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view (exceptions and results left out)."""
