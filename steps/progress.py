@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from itertools import accumulate
 from collections.abc import Sequence
+from itertools import accumulate
 
 __all__ = ["PROGRESS_DIGITS", "WeightedProgress", "normalize_weights", "validate_weight"]
 
