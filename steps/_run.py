@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["ProgressCallback", "Run"]
 
 ProgressCallback = Callable[[float, float], None]
-"""``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``."""
+"""``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``,
+called each time the value moves."""
 
 _ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, kept for callers
 
@@ -60,6 +61,7 @@ class Run(Generic[C]):
         self._log_index: int | None = None  # the step that log lines are attributed to
         self._notify = [o.on_event for o in observers]
         self._callback = progress_callback
+        self._reported = 0.0  # the progress the callback last heard
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
@@ -101,8 +103,9 @@ class Run(Generic[C]):
             self.context.errors.append(f"observer failed on {type_.value}: {exc!r}")
 
     def _call_back(self) -> None:
-        if self._callback is not None:
-            self._callback(round(self.progress.value * 100, 4), 100)
+        if self._callback is not None and self.progress.value != self._reported:
+            self._reported = self.progress.value
+            self._callback(round(self._reported * 100, 4), 100)
 
     # -- reporter protocol (called through the context by running steps) -----------------
 
