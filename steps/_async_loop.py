@@ -77,9 +77,7 @@ async def run_async(orchestrator: Orchestrator[C], run: Run[C]) -> None:
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("execute_async() must run inside an asyncio task")
-    loop = asyncio.get_running_loop()
-    run.bind_loop(loop)
-    interrupter = _Interrupter(loop, task)
+    interrupter = _Interrupter(asyncio.get_running_loop(), task)
     unregister = run.token.add_callback(interrupter.request)
     try:
         try:
@@ -96,6 +94,11 @@ async def run_async(orchestrator: Orchestrator[C], run: Run[C]) -> None:
 
 async def _forward(orchestrator: Orchestrator[C], run: Run[C], interrupter: _Interrupter) -> None:
     context, token = orchestrator.context, run.token
+    try:
+        await run.drain()  # run.started is stored before the first step runs
+    except Exception as exc:
+        run.interrupt(exc)
+        return
     for index, step in enumerate(run.steps):
         run.enter(index)
         try:
@@ -104,6 +107,7 @@ async def _forward(orchestrator: Orchestrator[C], run: Run[C], interrupter: _Int
                 orchestrator.before_step(step.name, context)
             if step.can_skip(context):
                 run.skip(index)
+                await run.drain()
                 continue
             if not await _attempts(orchestrator, run, index, step, interrupter):
                 return
@@ -127,6 +131,7 @@ async def _attempts(
     while True:
         attempt += 1
         started = run.start_attempt(index, attempt, timeout)
+        await run.drain()
         try:
             if on_loop:
                 result = await interrupter.wait(step.execute(context), timeout, step.name)
@@ -148,17 +153,23 @@ async def _attempts(
                 raise
             delay = policy.delay(attempt)
             run.retrying(index, exc, delay)
+            await run.drain()
             await interrupter.wait(asyncio.sleep(delay), None, step.name)
             continue
-        return run.complete(index, result, started)
+        succeeded = run.complete(index, result, started)
+        await run.drain()
+        return succeeded
 
 
 async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:
     context = orchestrator.context
-    for index in run.plan_rollback():
+    plan = run.plan_rollback()
+    await run.drain(quiet=True)  # the failure and the plan are stored before any undo
+    for index in plan:
         step = run.steps[index]
         result = run.records[index].result or StepResult(success=False)
         started = run.start_rollback(index)
+        await run.drain(quiet=True)
         error: Exception | None = None
         try:
             if step.is_async_rollback:
@@ -170,3 +181,4 @@ async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:
         except Exception as exc:
             error = exc
         run.end_rollback(index, started, error)
+        await run.drain(quiet=True)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from steps.base import BaseStep, C
@@ -60,6 +61,7 @@ class Run(Generic[C]):
         self.current: int | None = None
         self._log_index: int | None = None  # the step that log lines are attributed to
         self._notify = [o.on_event for o in observers]
+        self.pending: deque[Awaitable[None]] = deque()  # returned by async observers
         self._callback = progress_callback
         self._reported = 0.0  # the progress the callback last heard
         self._started_at = 0.0
@@ -82,7 +84,9 @@ class Run(Generic[C]):
             **fields,
         )
         for notify in self._notify:
-            notify(event)
+            out = notify(event)
+            if out is not None:
+                self._defer(out)
 
     def _emit_step(
         self, type_: EventType, record: StepRecord, result: StepResult | None = None
@@ -93,7 +97,39 @@ class Run(Generic[C]):
             None, None, None, result, None,
         )  # fmt: skip
         for notify in self._notify:
-            notify(event)
+            out = notify(event)
+            if out is not None:
+                self._defer(out)
+
+    def _defer(self, awaitable: Awaitable[None]) -> None:
+        if self._loop is None:
+            close = getattr(awaitable, "close", None)
+            if close is not None:
+                close()  # never awaited: say so instead of warning later
+            raise TypeError("an observer returned an awaitable: run with execute_async()")
+        self.pending.append(awaitable)
+
+    async def drain(self, *, quiet: bool = False) -> None:
+        """Await what async observers returned, in order, before the run moves on.
+
+        This is how a storing observer makes each transition durable before the next one:
+        a step does not start until its ``step.started`` is stored. With ``quiet`` (rollback,
+        the end of a run) an observer error is recorded in ``context.errors`` instead.
+        """
+        pending = self.pending
+        while pending:
+            awaitable = pending.popleft()
+            try:
+                await awaitable
+            except Exception as exc:
+                if not quiet:
+                    for rest in pending:  # drop what was queued behind the failure
+                        close = getattr(rest, "close", None)
+                        if close is not None:
+                            close()
+                    pending.clear()
+                    raise
+                self.context.errors.append(f"observer failed: {exc!r}")
 
     def _emit_quietly(self, type_: EventType, index: int | None, **fields: Any) -> None:
         # During rollback an observer error must not stop the remaining undos.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -62,7 +62,11 @@ class StepObserver(Protocol):
     Calls come from the thread that runs the orchestrator (``execute``) or from its event
     loop (``execute_async``; progress reported by sync steps in worker threads is handed to
     the loop first). An exception raised by the observer fails the step being executed.
+
+    Under ``execute_async`` ``on_event`` may return an awaitable, which the run awaits (in
+    order) before it moves on: before the step starts, after it ends, between rollbacks.
+    Events that need no waiting, such as ``step.progress``, should return None.
     """
 
-    def on_event(self, event: StepEvent) -> None:
+    def on_event(self, event: StepEvent) -> Awaitable[None] | None:
         """Handle one event."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, Generic
+from typing import TYPE_CHECKING, Any, Generic
 
 from steps._run import ProgressCallback, Run
 from steps.base import BaseStep, C
@@ -13,6 +13,9 @@ from steps.registry import StepRegistry
 from steps.report import RunOutcome, RunReport
 from steps.result import StepResult
 from steps.retry import DEFAULT_RETRY_POLICY, RetryPolicy
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["BeforeStep", "Orchestrator"]
 
@@ -30,7 +33,9 @@ class Orchestrator(Generic[C]):
     ``report`` (and the exception's ``report``) says what each step did and what was undone.
 
     ``progress_callback(current, total)`` receives the overall weighted progress as
-    ``(percent, 100)``; observers receive every transition as a ``StepEvent``. Each call of
+    ``(percent, 100)``; observers receive every transition as a ``StepEvent``. Under
+    ``execute_async`` an observer may return an awaitable: the run awaits it, in order,
+    before it moves on (a step does not start before its ``step.started`` was handled). Each call of
     ``execute`` is a fresh run: nothing from an earlier run is counted or rolled back again.
     """
 
@@ -85,22 +90,29 @@ class Orchestrator(Generic[C]):
 
     async def execute_async(self) -> dict[str, Any]:
         """Run every step on the running event loop; sync steps run in worker threads."""
-        from steps._async_loop import run_async  # asyncio machinery only when needed
+        import asyncio  # asyncio machinery only when needed
 
-        run = self._start(self.registry.get_steps())
+        from steps._async_loop import run_async
+
+        run = self._start(self.registry.get_steps(), asyncio.get_running_loop())
         try:
             await run_async(self, run)
         finally:
             self._close(run)
+            await run.drain(quiet=True)
         return self._result(run)
 
     # -- shared by both paths ------------------------------------------------------------
 
-    def _start(self, steps: list[BaseStep[C]]) -> Run[C]:
+    def _start(
+        self, steps: list[BaseStep[C]], loop: asyncio.AbstractEventLoop | None = None
+    ) -> Run[C]:
         if self._running:
             raise RuntimeError("this orchestrator is already executing")
         self._running = True
         run = Run(steps, self.context, self.observers, self.progress_callback)
+        if loop is not None:
+            run.bind_loop(loop)
         self.report = run.report
         try:
             run.begin()
