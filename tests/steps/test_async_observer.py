@@ -50,7 +50,7 @@ def test_each_transition_is_stored_before_the_run_moves_on(ctx: Ctx) -> None:
 def test_a_store_failure_before_a_step_fails_that_step_and_rolls_back(ctx: Ctx) -> None:
     store = SlowStore(fail_on=EventType.step_succeeded)
 
-    with pytest.raises(StepFailedError, match="cannot store step.succeeded"):
+    with pytest.raises(StepFailedError, match=r"cannot store step\.succeeded"):
         asyncio.run(
             Orchestrator(registry_of(Step("a"), Step("b")), ctx, observers=[store]).execute_async()
         )
@@ -73,7 +73,7 @@ def test_a_store_failure_during_rollback_does_not_stop_the_undo(ctx: Ctx) -> Non
 def test_a_failure_to_store_run_started_fails_the_run_before_any_step(ctx: Ctx) -> None:
     store = SlowStore(fail_on=EventType.run_started)
 
-    with pytest.raises(StepFailedError, match="cannot store run.started"):
+    with pytest.raises(StepFailedError, match=r"cannot store run\.started"):
         asyncio.run(Orchestrator(registry_of(Step("a")), ctx, observers=[store]).execute_async())
 
     assert ctx.trace == []
