@@ -17,6 +17,7 @@ from steps.cancellation import Cancelled
 from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
 from steps.events import EventType, StepEvent, StepObserver
 from steps.progress import WeightedProgress
+from steps.registry import StepSpec
 from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
 from steps.result import StepResult
 
@@ -44,6 +45,7 @@ class Run(Generic[C]):
     def __init__(
         self,
         steps: Sequence[BaseStep[C]],
+        specs: Sequence[StepSpec],
         context: C,
         observers: Sequence[StepObserver],
         progress_callback: ProgressCallback | None,
@@ -51,10 +53,11 @@ class Run(Generic[C]):
         self.steps = steps
         self.context = context
         self.token = context.runtime_ctx.cancellation
-        self.progress = WeightedProgress([s.progress_weight for s in steps])
+        self.progress = WeightedProgress([spec.weight for spec in specs])
         self.records = list(
-            map(StepRecord, [s.name for s in steps], range(len(steps)), self.progress.weights)
+            map(StepRecord, [spec.name for spec in specs], range(len(specs)), self.progress.weights)
         )
+        self._irreversible = [spec.irreversible for spec in specs]
         self.report = RunReport(steps=self.records)
         self.executed: list[int] = []
         self.pivot_index = -1
@@ -269,7 +272,7 @@ class Run(Generic[C]):
             return False
         record.status = _SUCCEEDED
         record.progress = 1.0
-        if self.steps[index].irreversible:
+        if self._irreversible[index]:
             self.pivot_index = index
         self.progress.step_done(index)
         if self._notify:

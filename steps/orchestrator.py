@@ -74,7 +74,7 @@ class Orchestrator(Generic[C]):
             except RuntimeError:
                 return asyncio.run(self.execute_async())
             raise RuntimeError("this registry has async steps: await execute_async() instead")
-        run = self._start(self.registry.get_steps())
+        run = self._start()
         try:
             try:
                 self._forward(run)
@@ -94,7 +94,7 @@ class Orchestrator(Generic[C]):
 
         from steps._async_loop import run_async
 
-        run = self._start(self.registry.get_steps(), asyncio.get_running_loop())
+        run = self._start(asyncio.get_running_loop())
         try:
             await run_async(self, run)
         finally:
@@ -104,13 +104,18 @@ class Orchestrator(Generic[C]):
 
     # -- shared by both paths ------------------------------------------------------------
 
-    def _start(
-        self, steps: list[BaseStep[C]], loop: asyncio.AbstractEventLoop | None = None
-    ) -> Run[C]:
+    def _start(self, loop: asyncio.AbstractEventLoop | None = None) -> Run[C]:
         if self._running:
             raise RuntimeError("this orchestrator is already executing")
         self._running = True
-        run = Run(steps, self.context, self.observers, self.progress_callback)
+        registry = self.registry
+        run = Run(
+            registry.get_steps(),
+            registry.get_specs(),
+            self.context,
+            self.observers,
+            self.progress_callback,
+        )
         if loop is not None:
             run.bind_loop(loop)
         self.report = run.report

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic
+from typing import Generic, NamedTuple
 
 from steps.base import BaseStep, C
 from steps.progress import normalize_weights, validate_weight
 
-__all__ = ["StepRegistry"]
+__all__ = ["StepRegistry", "StepSpec"]
+
+
+class StepSpec(NamedTuple):
+    """What a registry reads once from a step when it is registered.
+
+    A step's name, weight, irreversibility and sync/async nature are declarations, not
+    state: reading them once keeps them off every run's per-step path.
+    """
+
+    name: str
+    weight: float
+    irreversible: bool
+    is_async: bool
 
 
 class StepRegistry(Generic[C]):
@@ -18,33 +31,35 @@ class StepRegistry(Generic[C]):
     negative or non-finite ``progress_weight``.
     """
 
-    __slots__ = ("_async", "_steps")
+    __slots__ = ("_specs", "_steps")
 
     def __init__(self) -> None:
         self._steps: list[BaseStep[C]] = []
-        self._async: set[str] = set()  # names of steps with an async execute or rollback
+        self._specs: list[StepSpec] = []
 
     def register(self, step: BaseStep[C]) -> None:
         """Append ``step`` at the end."""
-        self._steps.append(self._checked(step))
+        self._insert(len(self._steps), step)
 
     def unregister(self, name: str) -> None:
         """Remove the step called ``name``; a name that is not registered is ignored."""
-        self._steps = [s for s in self._steps if s.name != name]
-        self._async.discard(name)
+        for i, spec in enumerate(self._specs):
+            if spec.name == name:
+                del self._steps[i], self._specs[i]
+                return
 
     def insert_before(self, name: str, step: BaseStep[C]) -> None:
         """Insert ``step`` just before the step called ``name``."""
-        self._steps.insert(self._index(name), self._checked(step))
+        self._insert(self._index(name), step)
 
     def insert_after(self, name: str, step: BaseStep[C]) -> None:
         """Insert ``step`` just after the step called ``name``."""
-        self._steps.insert(self._index(name) + 1, self._checked(step))
+        self._insert(self._index(name) + 1, step)
 
     def get(self, name: str) -> BaseStep[C]:
         """The step called ``name``; ``KeyError`` if there is none."""
-        for step in self._steps:
-            if step.name == name:
+        for step, spec in zip(self._steps, self._specs, strict=True):
+            if spec.name == name:
                 return step
         raise KeyError(name)
 
@@ -52,24 +67,28 @@ class StepRegistry(Generic[C]):
         """A copy of the steps, in order."""
         return list(self._steps)
 
+    def get_specs(self) -> list[StepSpec]:
+        """What was read from each step at registration, in order."""
+        return list(self._specs)
+
     @property
     def has_async_steps(self) -> bool:
         """Whether any step's ``execute`` or ``rollback`` is a coroutine function."""
-        return bool(self._async)
+        return any(spec.is_async for spec in self._specs)
 
     @property
     def total_weight(self) -> float:
         """Sum of the steps' raw progress weights."""
-        return sum(float(s.progress_weight) for s in self._steps)
+        return sum(spec.weight for spec in self._specs)
 
     def normalized_weights(self) -> dict[str, float]:
         """Each step's share of the run's progress; the shares sum to 1 (equal if all are 0)."""
-        weights = normalize_weights([float(s.progress_weight) for s in self._steps])
-        return {s.name: w for s, w in zip(self._steps, weights, strict=True)}
+        weights = normalize_weights([spec.weight for spec in self._specs])
+        return {spec.name: w for spec, w in zip(self._specs, weights, strict=True)}
 
     def get_step_orders(self) -> dict[str, int]:
         """``{name: position}`` for every step."""
-        return {s.name: i for i, s in enumerate(self._steps)}
+        return {spec.name: i for i, spec in enumerate(self._specs)}
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -79,25 +98,27 @@ class StepRegistry(Generic[C]):
 
     def __contains__(self, item: object) -> bool:
         if isinstance(item, str):
-            return any(s.name == item for s in self._steps)
+            return any(spec.name == item for spec in self._specs)
         return any(s is item for s in self._steps)
 
     def __repr__(self) -> str:
-        return f"StepRegistry({[s.name for s in self._steps]!r})"
+        return f"StepRegistry({[spec.name for spec in self._specs]!r})"
 
     def _index(self, name: str) -> int:
-        for i, step in enumerate(self._steps):
-            if step.name == name:
+        for i, spec in enumerate(self._specs):
+            if spec.name == name:
                 return i
         raise ValueError(f"Step {name!r} not found")
 
-    def _checked(self, step: BaseStep[C]) -> BaseStep[C]:
+    def _insert(self, index: int, step: BaseStep[C]) -> None:
         name = step.name
         if not isinstance(name, str) or not name:
             raise ValueError(f"step {step!r} needs a non-empty string name")
-        if any(s.name == name for s in self._steps):
+        if any(spec.name == name for spec in self._specs):
             raise ValueError(f"a step named {name!r} is already registered")
-        validate_weight(name, step.progress_weight)
-        if step.is_async or step.is_async_rollback:
-            self._async.add(name)
-        return step
+        weight = validate_weight(name, step.progress_weight)
+        spec = StepSpec(
+            name, weight, bool(step.irreversible), step.is_async or step.is_async_rollback
+        )
+        self._steps.insert(index, step)
+        self._specs.insert(index, spec)
