@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: serve test lint typecheck unit bench clean
 
 serve: $(STAMP)
-	$(BIN)/python -m app
+	$(BIN)/stepline serve
 
 test: lint typecheck unit
 

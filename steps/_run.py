@@ -301,7 +301,13 @@ class Run(Generic[C]):
         self.report.error = message
         self.report.cause = error
         self.report.outcome = RunOutcome.failed
-        self._emit_quietly(EventType.step_failed, index, attempt=record.attempts, error=error)
+        self._emit_quietly(
+            EventType.step_failed,
+            index,
+            attempt=record.attempts,
+            error=error,
+            data={"error": message},
+        )
 
     def interrupt(self, error: BaseException) -> None:
         """A ``BaseException`` (KeyboardInterrupt, SystemExit…) stopped the run."""
@@ -342,6 +348,7 @@ class Run(Generic[C]):
         if self.pivot_index >= 0:
             self.report.pivot = self.records[self.pivot_index].name
         plan: list[int] = []
+        nothing_to_undo: list[int] = []
         for index in reversed(self.executed):
             record = self.records[index]
             if index <= self.pivot_index:
@@ -351,17 +358,23 @@ class Run(Generic[C]):
                 plan.append(index)
             else:
                 record.rollback = RollbackStatus.not_supported
+                nothing_to_undo.append(index)
+        self._planned = len(plan)
         if self.executed:
+            names = self.records
             self._emit_quietly(
                 EventType.rollback_started,
                 None,
                 rollback_progress=0.0,
                 data={
-                    "steps": [self.records[i].name for i in plan],
+                    "steps": [names[i].name for i in plan],
+                    "indexes": plan,
+                    "not_supported": [names[i].name for i in nothing_to_undo],
+                    "not_supported_indexes": nothing_to_undo,
+                    "pivot": self.report.pivot,
                     "reason": self.report.outcome.value if self.report.outcome else None,
                 },
             )
-        self._planned = len(plan)
         return plan
 
     def start_rollback(self, index: int) -> float:
@@ -418,7 +431,15 @@ class Run(Generic[C]):
             RunOutcome.failed: EventType.run_failed,
             RunOutcome.cancelled: EventType.run_cancelled,
         }[report.outcome]
-        self._emit_quietly(final, None, data={"summary": report.summary()})
+        data: dict[str, Any] = {"summary": report.summary()}
+        if report.outcome is not RunOutcome.succeeded:
+            cause = report.cause
+            data["failure"] = {
+                "step": report.failed_step,
+                "message": report.error,
+                "type": type(cause).__name__ if cause is not None else None,
+            }
+        self._emit_quietly(final, None, data=data)
 
     def outcome_error(self) -> StepFailedError | RunCancelledError | None:
         """The exception ``execute`` raises for this run, or None if it succeeded."""

@@ -207,3 +207,6 @@ class FlakyAction(BaseUploadAction[DemoParams]):
     def setup_steps(self, registry: StepRegistry[UploadContext]) -> None:
         for step in (Prepare(), Transform(), Publish()):
             registry.register(step)
+
+
+PIPELINES = [UploadAction, TrainAction, FlakyAction]

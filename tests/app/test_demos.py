@@ -72,7 +72,7 @@ def test_the_terminal_demo_draws_progress_and_exits_with_the_outcome(
     pipeline: str, code: int
 ) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "app", pipeline, "--step-seconds", "0"],
+        [sys.executable, "-m", "app", "demo", pipeline, "--step-seconds", "0"],
         capture_output=True,
         text=True,
         timeout=60,

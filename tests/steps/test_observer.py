@@ -71,7 +71,11 @@ def test_a_failed_run_reports_the_failure_then_the_rollback_in_reverse(
     ]
     started = next(e for e in recorder.events if e.type is EventType.rollback_started)
     planned = ["d", "c", "b", "a"] if mode == "async" else ["d", "c", "a"]
-    assert started.data == {"steps": planned, "reason": "failed"}
+    assert started.data is not None
+    assert started.data["steps"] == planned
+    assert started.data["not_supported"] == ([] if mode == "async" else ["b"])
+    assert started.data["reason"] == "failed"
+    assert started.data["pivot"] is None
     rollback = [e.rollback_progress for e in recorder.events if e.rollback_progress is not None]
     assert rollback == sorted(rollback)
     assert rollback[-1] == 1.0

@@ -1,0 +1,120 @@
+"""Runs: create, list, read, cancel, logs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, Response, status
+
+from app.api.deps import ServicesDep
+from app.api.problems_doc import PROBLEMS
+from app.api.schemas import CancelRequest, LogsPublic, RunCreate, RunPublic, RunsPublic
+from app.api.views import log_line, run_public
+from app.errors import BadRequest
+from app.states import RunStatus
+from app.store.records import RunFilter
+
+router = APIRouter(tags=["runs"])
+
+IDEMPOTENCY_KEY_LENGTH = 255
+
+
+@router.post(
+    "/runs",
+    name="create_run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    responses={
+        200: {"model": RunPublic, "description": "A repeat of an earlier request (same key)"},
+        **PROBLEMS(404, 409, 413, 422),
+    },
+)
+async def create_run(
+    body: RunCreate,
+    response: Response,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=IDEMPOTENCY_KEY_LENGTH, min_length=1)
+    ] = None,
+) -> RunPublic:
+    """Queue a run; 202 with ``Location``. A repeat with the same ``Idempotency-Key`` and
+    body returns the original run with 200; the same key with another body is a 409."""
+    run, created = await services.runs.create(
+        body.pipeline, body.params, body.labels, idempotency_key
+    )
+    response.headers["Location"] = f"/runs/{run.id}"
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return run_public(run)
+
+
+@router.get("/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 422))
+async def list_runs(
+    services: ServicesDep,
+    pipeline: str | None = None,
+    run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    label: Annotated[
+        list[str] | None, Query(description="key:value; repeat to require several")
+    ] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    cursor: Annotated[str | None, Query(max_length=26)] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> RunsPublic:
+    """Runs, newest first, filtered; ``limit`` is capped by the server's page size."""
+    settings = services.settings
+    size = min(limit or settings.page_size_default, settings.page_size_max)
+    labels: dict[str, str] = {}
+    for item in label or []:
+        key, sep, value = item.partition(":")
+        if not sep or not key:
+            raise BadRequest(f"label filter {item!r} must look like key:value")
+        labels[key] = value
+    filters = RunFilter(pipeline, run_status, labels, created_after, created_before)
+    rows = await services.runs.find(filters, cursor, size + 1)
+    next_cursor = rows[size - 1].id if len(rows) > size else None
+    return RunsPublic(items=[run_public(r) for r in rows[:size]], next_cursor=next_cursor)
+
+
+@router.get("/runs/{run_id}", name="get_run", response_model=RunPublic, responses=PROBLEMS(404))
+async def get_run(run_id: str, services: ServicesDep) -> RunPublic:
+    """A run: overall progress, status, timings, error, result, and every step with its
+    execution and rollback status."""
+    return run_public(await services.runs.get(run_id))
+
+
+@router.post(
+    "/runs/{run_id}/cancel",
+    name="cancel_run",
+    response_model=RunPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=PROBLEMS(404, 409, 422),
+)
+async def cancel_run(
+    run_id: str,
+    services: ServicesDep,
+    body: Annotated[CancelRequest | None, Body()] = None,
+) -> RunPublic:
+    """Cancel a run: a queued run at once; a running one cooperatively, then its completed
+    steps roll back (unless ``rollback`` is false). 409 if the run has already finished."""
+    rollback = body.rollback if body is not None else True
+    return run_public(await services.runs.cancel(run_id, rollback))
+
+
+@router.get(
+    "/runs/{run_id}/logs", name="get_run_logs", response_model=LogsPublic, responses=PROBLEMS(404)
+)
+async def get_run_logs(
+    run_id: str,
+    services: ServicesDep,
+    step: str | None = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+) -> LogsPublic:
+    """Lines the run's steps wrote through their context, oldest first."""
+    settings = services.settings
+    size = min(limit or settings.page_size_default, settings.page_size_max)
+    rows = await services.runs.logs(run_id, step, after, size + 1)
+    next_after = rows[size - 1].seq if len(rows) > size else None
+    return LogsPublic(items=[log_line(r) for r in rows[:size]], next_after=next_after)

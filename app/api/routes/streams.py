@@ -1,0 +1,197 @@
+"""Server-sent events: one run's events, and every run's events for dashboards.
+
+A stream subscribes to the bus first, then replays the event log after the client's
+position, then tails live events, dropping any it already sent: nothing is lost between
+replay and live, and nothing is sent twice. ``id:`` is the run's event sequence (the global
+event id on ``/events``), so a client that reconnects with ``Last-Event-ID`` gets exactly
+what it missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from app.api.deps import Services, ServicesDep
+from app.api.problems_doc import PROBLEMS
+from app.api.views import event_json, run_public
+from app.errors import BadRequest
+from app.states import TERMINAL
+from app.store.records import EventRow
+
+router = APIRouter(tags=["events"])
+
+REPLAY_BATCH = 500
+TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "A text/event-stream of events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+
+
+def _position(last_event_id: str | None) -> int | None:
+    if last_event_id is None or not last_event_id.strip():
+        return None
+    try:
+        position = int(last_event_id)
+    except ValueError:
+        raise BadRequest(f"Last-Event-ID must be an event id, not {last_event_id!r}") from None
+    if position < 0:
+        raise BadRequest("Last-Event-ID must not be negative")
+    return position
+
+
+def _sse(event: EventRow, event_id: int, retry: int | None = None) -> ServerSentEvent:
+    return ServerSentEvent(event_json(event), event=event.type, id=str(event_id), retry=retry)
+
+
+def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+    settings = services.settings
+
+    async def counted() -> AsyncIterator[ServerSentEvent]:
+        services.metrics.sse_streams.inc()
+        try:
+            async for item in stream:
+                yield item
+        finally:
+            services.metrics.sse_streams.dec()
+
+    return EventSourceResponse(
+        counted(),
+        ping=settings.sse_ping_seconds,
+        send_timeout=settings.sse_send_timeout_seconds,
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.get(
+    "/runs/{run_id}/events",
+    name="stream_run_events",
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSE, 204: {"description": "The run ended before this position"},
+               **PROBLEMS(400, 404)},
+)  # fmt: skip
+async def stream_run_events(
+    run_id: str,
+    services: ServicesDep,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
+    last event it reflects), then every event as it happens; ends after the run's final
+    event. With ``Last-Event-ID``, exactly the missed events; 204 once the run has ended
+    before that position, which stops a browser's ``EventSource`` from reconnecting."""
+    position = _position(last_event_id)
+    run = await services.runs.get(run_id)  # 404 before the stream starts
+    if position is not None and run.status in TERMINAL and position >= run.last_seq:
+        return Response(status_code=204)
+    return _stream(services, _run_events(services, run_id, position))
+
+
+async def _run_events(
+    services: Services, run_id: str, position: int | None
+) -> AsyncIterator[ServerSentEvent]:
+    store = services.store
+    retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
+    async with services.bus.subscribe(run_id) as subscription:
+        if position is None:
+            run = await store.get_run(run_id)
+            snapshot = run_public(run).model_dump_json()
+            yield ServerSentEvent(snapshot, event="run.snapshot", id=str(run.last_seq), retry=retry)
+            retry = None
+            sent = run.last_seq
+            if run.status in TERMINAL:
+                for event in await store.run_events(run_id, run.last_seq - 1, 1):
+                    yield _sse(event, event.seq)
+                return
+        else:
+            sent = position
+        while True:  # replay what the client has not seen
+            batch = await store.run_events(run_id, sent, REPLAY_BATCH)
+            for event in batch:
+                yield _sse(event, event.seq, retry)
+                retry, sent = None, event.seq
+                if event.type in TERMINAL_EVENTS:
+                    return
+            if len(batch) < REPLAY_BATCH:
+                break
+        while True:  # then live
+            event = await subscription.get()
+            if event.seq <= sent:
+                continue
+            missed = (
+                await store.run_events(run_id, sent, event.seq - sent - 1)
+                if event.seq > sent + 1
+                else []
+            )
+            for item in (*missed, event):
+                yield _sse(item, item.seq, retry)
+                retry, sent = None, item.seq
+                if item.type in TERMINAL_EVENTS:
+                    return
+
+
+@router.get(
+    "/events",
+    name="stream_events",
+    response_class=EventSourceResponse,
+    responses={**SSE_RESPONSE, **PROBLEMS(400)},
+)
+async def stream_events(
+    services: ServicesDep,
+    pipeline: Annotated[list[str] | None, Query(description="Only these pipelines")] = None,
+    type: Annotated[  # the query parameter's public name
+        list[str] | None, Query(description="Only these event types, e.g. run.failed")
+    ] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Every run's events as they happen, for dashboards; ``id:`` is the global event id,
+    so ``Last-Event-ID`` resumes here too. Never ends on its own."""
+    position = _position(last_event_id)
+    pipelines = [p for item in pipeline or [] for p in item.split(",") if p]
+    types = [t for item in type or [] for t in item.split(",") if t]
+    return _stream(services, _all_events(services, position, pipelines, types))
+
+
+async def _all_events(
+    services: Services, position: int | None, pipelines: list[str], types: list[str]
+) -> AsyncIterator[ServerSentEvent]:
+    store = services.store
+    retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
+
+    def wanted(event: EventRow) -> bool:
+        return (not pipelines or event.pipeline in pipelines) and (not types or event.type in types)
+
+    async with services.bus.subscribe(None) as subscription:
+        # ``cursor``: every event up to this id has been sent or filtered out.
+        cursor = position if position is not None else await store.last_event_id()
+        if position is None:
+            yield ServerSentEvent(comment="connected", retry=retry)
+            retry = None
+        while True:  # replay, filtering here so that the cursor passes skipped events too
+            batch = await store.all_events(cursor, REPLAY_BATCH)
+            for event in batch:
+                if wanted(event):
+                    yield _sse(event, event.id, retry)
+                    retry = None
+                cursor = event.id
+            if len(batch) < REPLAY_BATCH:
+                break
+        while True:
+            event = await subscription.get()
+            if event.id <= cursor:
+                continue
+            missed = (
+                await store.all_events(cursor, event.id - cursor - 1)
+                if event.id > cursor + 1  # published out of order: take the gap from the log
+                else []
+            )
+            for item in (*missed, event):
+                if item.id > cursor and wanted(item):
+                    yield _sse(item, item.id, retry)
+                    retry = None
+                cursor = max(cursor, item.id)

@@ -1,0 +1,95 @@
+"""Wiring: the one place where the app is assembled from settings.
+
+``create_app(Settings(...))`` builds an app (tests build their own); ``app`` is the
+module-level app built from ``STEPLINE_*`` environment variables, for ``uvicorn app.main:app``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app import __version__
+from app.api.deps import Services
+from app.api.limits import BodyLimitMiddleware
+from app.api.problems import install_problem_handlers
+from app.api.routes import health, pipelines, runs, streams
+from app.metrics import Metrics
+from app.pipelines.loading import load_pipelines
+from app.runs.bus import EventBus
+from app.runs.service import RunService
+from app.runs.worker import WorkerPool
+from app.settings import Settings
+from app.store.sql import SqlStore
+
+__all__ = ["create_app"]
+
+DESCRIPTION = """\
+Step pipelines as REST resources: start runs, follow their weighted progress live over
+server-sent events, cancel them, and see for every step its status and its rollback status.
+Errors are RFC 9457 problem details.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """An app serving the pipelines ``settings`` name, on the store it names."""
+    settings = settings if settings is not None else Settings()
+    catalog = load_pipelines(
+        settings.pipelines,
+        demos=settings.demo_pipelines,
+        use_entry_points=settings.entry_points,
+    )
+    store = SqlStore(settings.database_url)
+    bus = EventBus()
+    metrics = Metrics()
+    workers = WorkerPool(
+        store,
+        bus,
+        catalog,
+        concurrency=settings.workers,
+        poll_seconds=settings.poll_seconds,
+        progress_interval=1 / settings.progress_per_second,
+        on_step_finished=metrics.observe_step,
+    )
+    services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await store.start()
+        workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+            await store.close()
+
+    app = FastAPI(
+        title="Stepline",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for module in (pipelines, runs, streams, health):
+        app.include_router(module.router)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first access, so that importing this module has no side effects.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(f"module 'app.main' has no attribute {name!r}")

@@ -1,0 +1,149 @@
+"""Pipelines as the service knows them: a name, a params model, and how to build a run.
+
+A pipeline can be defined by a ``BaseAction`` subclass (with ``setup_steps``), by a step
+class or instance (a one-step pipeline), or by a plain list of steps.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from steps import (
+    ActionParams,
+    BaseAction,
+    BaseStep,
+    BaseStepContext,
+    RetryPolicy,
+    RuntimeContext,
+    StepRegistry,
+)
+
+__all__ = ["Pipeline", "PipelineStep", "RunPlan", "pipeline_from"]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineStep:
+    """How a step presents itself in the catalogue."""
+
+    name: str
+    weight: float
+    can_rollback: bool
+    irreversible: bool
+    timeout: float | None
+    retry: RetryPolicy | None
+
+
+@dataclass(slots=True)
+class RunPlan:
+    """What one run executes: its steps, its context, and how to read its result."""
+
+    registry: StepRegistry[Any]
+    context: BaseStepContext
+    result: Callable[[BaseStepContext], dict[str, Any]]
+
+
+Builder = Callable[[BaseModel, RuntimeContext], RunPlan]
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """A registered pipeline."""
+
+    name: str
+    title: str
+    description: str
+    params_model: type[BaseModel]
+    builder: Builder
+
+    def plan(self, params: BaseModel, runtime: RuntimeContext) -> RunPlan:
+        """A fresh registry and context for one run with ``params``."""
+        return self.builder(params, runtime)
+
+    def steps_for(self, params: BaseModel) -> list[PipelineStep]:
+        """The steps a run with ``params`` would execute."""
+        registry = self.plan(params, RuntimeContext()).registry
+        weights = registry.normalized_weights()
+        return [
+            PipelineStep(
+                name=step.name,
+                weight=weights[step.name],
+                can_rollback=step.supports_rollback,
+                irreversible=bool(step.irreversible),
+                timeout=step.timeout,
+                retry=step.retry_policy,
+            )
+            for step in registry.get_steps()
+        ]
+
+    def default_steps(self) -> list[PipelineStep]:
+        """The steps with default params (or none, if the params have required fields)."""
+        try:
+            params = self.params_model.model_validate({})
+        except ValueError:
+            return []
+        return self.steps_for(params)
+
+    def params_schema(self) -> dict[str, Any]:
+        return self.params_model.model_json_schema()
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n\n")[0].replace("\n", " ").strip()
+
+
+def _from_action(action: type[BaseAction[Any]]) -> Pipeline:
+    name = action.name or _snake(action.__name__.removesuffix("Action"))
+
+    def build(params: BaseModel, runtime: RuntimeContext) -> RunPlan:
+        instance = action(params, runtime)
+        return RunPlan(instance.build_registry(), instance.create_context(), instance.result)
+
+    return Pipeline(
+        name=name,
+        title=action.title or name,
+        description=action.description or _first_line(action.__doc__),
+        params_model=action.params_model,
+        builder=build,
+    )
+
+
+def _from_steps(name: str, make_steps: Callable[[], Sequence[BaseStep[Any]]], doc: str) -> Pipeline:
+    def build(params: BaseModel, runtime: RuntimeContext) -> RunPlan:
+        registry: StepRegistry[Any] = StepRegistry()
+        for step in make_steps():
+            registry.register(step)
+        return RunPlan(registry, BaseStepContext(runtime), lambda context: {})
+
+    return Pipeline(name, name, doc, ActionParams, build)
+
+
+def pipeline_from(obj: object, name: str | None = None) -> Pipeline:
+    """Make a pipeline of ``obj``; ``name`` names a list of steps (its attribute name)."""
+    if isinstance(obj, Pipeline):
+        return obj
+    if isinstance(obj, type) and issubclass(obj, BaseAction):
+        return _from_action(obj)
+    if isinstance(obj, type) and issubclass(obj, BaseStep):
+        step_class = obj
+        step = step_class()
+        return _from_steps(step.name, lambda: [step_class()], _first_line(step_class.__doc__))
+    if isinstance(obj, BaseStep):
+        return _from_steps(obj.name, lambda: [obj], _first_line(type(obj).__doc__))
+    if isinstance(obj, list | tuple) and obj and all(isinstance(s, BaseStep) for s in obj):
+        if name is None:
+            raise TypeError("a list of steps needs a name: refer to it as module:attr")
+        steps = list(obj)
+        return _from_steps(name, lambda: steps, f"Steps: {', '.join(s.name for s in steps)}")
+    raise TypeError(
+        f"{obj!r} does not define a pipeline: use a BaseAction subclass, a step class or "
+        "instance, or a list of steps"
+    )

@@ -1,0 +1,64 @@
+"""In-process fan-out of stored events to live subscribers (SSE streams, tests).
+
+The event log in the store is the source of truth; the bus only says "this was just
+committed". A subscriber registers before it replays the log, then drops what it already
+sent, so nothing falls between replay and live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.store.records import EventRow
+
+__all__ = ["EventBus", "Subscription"]
+
+
+class Subscription:
+    """A queue of events for one run (``run_id``) or for all runs (``None``)."""
+
+    def __init__(self, run_id: str | None) -> None:
+        self.run_id = run_id
+        self.queue: asyncio.Queue[EventRow] = asyncio.Queue()
+
+    async def get(self) -> EventRow:
+        return await self.queue.get()
+
+
+class EventBus:
+    """Publishes each committed event to the subscribers of its run and of all runs."""
+
+    def __init__(self) -> None:
+        self._by_run: dict[str, set[Subscription]] = {}
+        self._everything: set[Subscription] = set()
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._everything) + sum(len(s) for s in self._by_run.values())
+
+    def publish(self, event: EventRow) -> None:
+        for subscription in self._by_run.get(event.run_id, ()):
+            subscription.queue.put_nowait(event)
+        for subscription in self._everything:
+            subscription.queue.put_nowait(event)
+
+    @asynccontextmanager
+    async def subscribe(self, run_id: str | None = None) -> AsyncIterator[Subscription]:
+        subscription = Subscription(run_id)
+        if run_id is None:
+            self._everything.add(subscription)
+        else:
+            self._by_run.setdefault(run_id, set()).add(subscription)
+        try:
+            yield subscription
+        finally:
+            if run_id is None:
+                self._everything.discard(subscription)
+            else:
+                subscribers = self._by_run.get(run_id)
+                if subscribers is not None:
+                    subscribers.discard(subscription)
+                    if not subscribers:
+                        del self._by_run[run_id]

@@ -1,0 +1,290 @@
+"""The observer that makes a run durable: every transition becomes a store write.
+
+Each event the orchestrator reports is turned into a ``Change`` (state + event in one
+transaction) and published on the bus once committed. Transitions are awaited by the
+orchestrator before the run moves on; progress is coalesced to at most one write per
+``interval`` and never delays the step that reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.runs.bus import EventBus
+from app.states import RollbackStatus, RunStatus, StepStatus
+from app.store.base import Store
+from app.store.records import Change, EventRow
+from steps import EventType, StepEvent
+
+__all__ = ["RunRecorder", "error_document"]
+
+ResultReader = Callable[[], dict[str, Any]]
+StepTimer = Callable[[str, float], None]
+
+_TERMINAL_STATUS = {
+    EventType.run_succeeded: RunStatus.succeeded,
+    EventType.run_failed: RunStatus.failed,
+    EventType.run_cancelled: RunStatus.cancelled,
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def error_document(error: BaseException | None, message: str | None = None) -> dict[str, Any]:
+    """How an error is stored and shown: its type, message and traceback."""
+    if error is None:
+        return {"type": None, "message": message, "traceback": None}
+    return {
+        "type": type(error).__name__,
+        "message": message or str(error) or type(error).__name__,
+        "traceback": "".join(traceback.format_exception(error)).rstrip(),
+    }
+
+
+class RunRecorder:
+    """Stores and publishes the events of one run."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        run_id: str,
+        *,
+        progress_interval: float,
+        result: ResultReader,
+        on_step_finished: StepTimer | None = None,
+    ) -> None:
+        self.store, self.bus, self.run_id = store, bus, run_id
+        self.interval = progress_interval
+        self.result = result
+        self.on_step_finished = on_step_finished
+        self.status = RunStatus.running
+        self._lock = asyncio.Lock()
+        self._pending_progress: StepEvent | None = None
+        self._last_progress_write = 0.0
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._step_started: dict[int, float] = {}
+
+    # -- the observer --------------------------------------------------------------------
+
+    def on_event(self, event: StepEvent) -> asyncio.Future[None] | None:
+        if event.type is EventType.run_started:
+            return None  # written when the worker claimed the run
+        if event.type is EventType.step_progress:
+            self._progress(event)
+            return None
+        change = self._change(event)
+        if change is None:
+            return None
+        return asyncio.ensure_future(self._write(change, event.type is not EventType.step_log))
+
+    # -- progress coalescing -------------------------------------------------------------
+
+    def _progress(self, event: StepEvent) -> None:
+        self._pending_progress = event
+        if self._flush_handle is not None or self._flush_task is not None:
+            return
+        wait = self._last_progress_write + self.interval - time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._flush_handle = loop.call_later(max(0.0, wait), self._start_flush)
+
+    def _start_flush(self) -> None:
+        self._flush_handle = None
+        self._flush_task = asyncio.ensure_future(self._flush_progress())
+
+    async def _flush_progress(self) -> None:
+        try:
+            event, self._pending_progress = self._pending_progress, None
+            if event is not None:
+                self._last_progress_write = time.monotonic()
+                await self._locked_write(self._progress_change(event))
+        finally:
+            self._flush_task = None
+            if self._pending_progress is not None and self._flush_handle is None:
+                self._progress(self._pending_progress)
+
+    async def _settle_progress(self) -> None:
+        """Before a transition: drop the progress that the transition supersedes."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending_progress = None
+        if self._flush_task is not None:
+            await asyncio.shield(self._flush_task)
+
+    def _progress_change(self, event: StepEvent) -> Change:
+        assert event.index is not None
+        return Change(
+            "step.progress",
+            data={"step": event.step, "index": event.index, "step_progress": event.step_progress,
+                  "attempt": event.attempt},
+            run={"progress": event.progress},
+            steps={event.index: {"progress": event.step_progress}},
+        )  # fmt: skip
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def _write(self, change: Change, settle: bool) -> None:
+        if settle:
+            await self._settle_progress()
+        await self._locked_write(change)
+
+    async def _locked_write(self, change: Change) -> None:
+        async with self._lock:
+            stored = await self.store.apply(self.run_id, change)
+        new_status = change.run.get("status")
+        if new_status is not None:
+            self.status = RunStatus(new_status)
+        self._published(stored)
+
+    def _published(self, stored: EventRow) -> None:
+        self.bus.publish(stored)
+
+    # -- events to changes ---------------------------------------------------------------
+
+    def _change(self, event: StepEvent) -> Change | None:  # one branch per event type
+        kind, now = event.type, _now()
+        step: dict[str, Any] = {"step": event.step, "index": event.index, "attempt": event.attempt}
+        index = event.index
+        if kind is EventType.step_started:
+            self._step_started[event.index or 0] = time.monotonic()
+            values: dict[str, Any] = {"status": StepStatus.running, "attempts": event.attempt}
+            if event.attempt == 1:
+                values["started_at"] = now
+            return Change("step.started", step, steps={index: values})  # type: ignore[dict-item]
+        if kind is EventType.step_log:
+            return Change("step.log", {**step, **dict(event.data or {})})
+        if kind is EventType.step_retrying:
+            error = error_document(event.error)
+            return Change(
+                "step.retrying",
+                {**step, "error": _public(error), "delay": (event.data or {}).get("delay")},
+                steps={index: {"error": error}},  # type: ignore[dict-item]
+            )
+        if kind is EventType.step_succeeded:
+            result = event.result
+            data = dict(result.data) if result is not None else {}
+            duration = self._duration(event)
+            return Change(
+                "step.succeeded",
+                {**step, "data": data, "duration_seconds": duration},
+                run={"progress": event.progress},
+                steps={index: {"status": StepStatus.succeeded, "progress": 1.0,  # type: ignore[dict-item]
+                               "finished_at": now, "duration_seconds": duration, "error": None}},
+            )  # fmt: skip
+        if kind is EventType.step_failed:
+            error = error_document(event.error, self._failure_message(event))
+            return Change(
+                "step.failed",
+                {**step, "error": _public(error)},
+                steps={index: {"status": StepStatus.failed, "finished_at": now,  # type: ignore[dict-item]
+                               "duration_seconds": self._duration(event), "error": error}},
+            )  # fmt: skip
+        if kind is EventType.step_skipped:
+            return Change(
+                "step.skipped",
+                step,
+                run={"progress": event.progress},
+                steps={index: {"status": StepStatus.skipped, "progress": 1.0}},  # type: ignore[dict-item]
+            )
+        if kind is EventType.step_cancelled:
+            return Change(
+                "step.cancelled",
+                step,
+                steps={index: {"status": StepStatus.cancelled, "finished_at": now}},  # type: ignore[dict-item]
+            )
+        if kind is EventType.rollback_started:
+            return self._rollback_started(event)
+        if kind in (EventType.step_rollback_started, EventType.step_rolled_back,
+                    EventType.step_rollback_failed):  # fmt: skip
+            return self._step_rollback(event, now)
+        if kind in _TERMINAL_STATUS:
+            return self._finished(event, now)
+        return None
+
+    def _rollback_started(self, event: StepEvent) -> Change:
+        data = dict(event.data or {})
+        planned: list[str] = list(data.get("steps", []))
+        not_supported: list[str] = list(data.get("not_supported", []))
+        run: dict[str, Any] = {"rollback_progress": 0.0}
+        if self.status is RunStatus.running:
+            run["status"] = RunStatus.rolling_back
+        steps = {
+            i: {"rollback_status": RollbackStatus.pending} for i in data.get("indexes", [])
+        } | {
+            i: {"rollback_status": RollbackStatus.not_supported}
+            for i in data.get("not_supported_indexes", [])
+        }
+        return Change(
+            "run.rollback_started",
+            {"reason": data.get("reason"), "steps": planned, "not_supported": not_supported,
+             "pivot": data.get("pivot"), "rollback_progress": 0.0},
+            run=run,
+            steps=steps,
+        )  # fmt: skip
+
+    def _step_rollback(self, event: StepEvent, now: datetime) -> Change:
+        assert event.index is not None
+        data: dict[str, Any] = {"step": event.step, "index": event.index,
+                                "rollback_progress": event.rollback_progress}  # fmt: skip
+        values: dict[str, Any]
+        if event.type is EventType.step_rollback_started:
+            values = {"rollback_status": RollbackStatus.running, "rollback_started_at": now}
+        elif event.type is EventType.step_rolled_back:
+            values = {"rollback_status": RollbackStatus.rolled_back, "rollback_finished_at": now}
+        else:
+            error = error_document(event.error)
+            values = {"rollback_status": RollbackStatus.failed, "rollback_finished_at": now,
+                      "rollback_error": error}  # fmt: skip
+            data["error"] = _public(error)
+        return Change(
+            event.type.value,
+            data,
+            run={"rollback_progress": event.rollback_progress},
+            steps={event.index: values},
+        )
+
+    def _finished(self, event: StepEvent, now: datetime) -> Change:
+        status = _TERMINAL_STATUS[event.type]
+        summary = (event.data or {}).get("summary")
+        run: dict[str, Any] = {"status": status, "finished_at": now, "summary": summary}
+        data: dict[str, Any] = {"summary": summary}
+        if status is RunStatus.succeeded:
+            run["result"] = data["result"] = self.result()
+            run["progress"] = event.progress
+        else:
+            failure = (event.data or {}).get("failure") or {}
+            run["error"] = {
+                "step": failure.get("step"),
+                "message": failure.get("message"),
+                "type": failure.get("type"),
+            }
+            data["error"] = run["error"]
+        return Change(event.type.value, data, run=run)
+
+    @staticmethod
+    def _failure_message(event: StepEvent) -> str | None:
+        message = (event.data or {}).get("error")
+        return str(message) if message is not None else None
+
+    def _duration(self, event: StepEvent) -> float | None:
+        started = self._step_started.get(event.index or 0)
+        if started is None:
+            return None
+        duration = round(time.monotonic() - started, 6)
+        if self.on_step_finished is not None and event.step:
+            self.on_step_finished(event.step, duration)
+        return duration
+
+
+def _public(error: dict[str, Any]) -> dict[str, Any]:
+    """The part of an error that goes into events (the traceback stays on the step)."""
+    return {"type": error["type"], "message": error["message"]}

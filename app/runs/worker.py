@@ -1,0 +1,185 @@
+"""In-process workers: a bounded pool that pulls queued runs from the store and runs them.
+
+Queued runs live in the database, so they survive a restart. Each run is one asyncio task:
+async steps run on the loop, sync steps in worker threads. One run's failure never touches
+another: everything a run raises is caught and recorded on that run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.pipelines.catalog import Pipeline, RunPlan
+from app.runs.bus import EventBus
+from app.runs.recorder import RunRecorder, error_document
+from app.states import TERMINAL, RunStatus
+from app.store.base import Store
+from app.store.records import Change, RunRow
+from steps import CancellationToken, OrchestrationError, Orchestrator, RuntimeContext
+
+__all__ = ["WorkerPool"]
+
+log = logging.getLogger("stepline.worker")
+
+StepTimer = Callable[[str, str, float], None]
+
+
+class WorkerPool:
+    """Runs up to ``concurrency`` runs at once, oldest queued first."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: EventBus,
+        pipelines: dict[str, Pipeline],
+        *,
+        concurrency: int,
+        poll_seconds: float,
+        progress_interval: float,
+        on_step_finished: StepTimer | None = None,
+    ) -> None:
+        self.store, self.bus, self.pipelines = store, bus, pipelines
+        self.concurrency = concurrency
+        self.poll_seconds = poll_seconds
+        self.progress_interval = progress_interval
+        self.on_step_finished = on_step_finished
+        self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, Orchestrator[Any]] = {}
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    @property
+    def busy(self) -> int:
+        """How many runs are executing now."""
+        return len(self._tasks)
+
+    def start(self) -> None:
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="stepline-dispatcher")
+
+    def wake(self) -> None:
+        """A run was queued: look now rather than at the next poll."""
+        self._wakeup.set()
+
+    def cancel(self, run_id: str, rollback: bool) -> bool:
+        """Cancel a run executing here; False if it is not executing here."""
+        orchestrator = self._running.get(run_id)
+        if orchestrator is None:
+            return False
+        orchestrator.rollback_on_cancel = rollback
+        orchestrator.cancel("cancelled by request")
+        return True
+
+    async def drain(self, within: float) -> None:
+        """Wait until no run is queued or executing (for tests and benchmarks)."""
+        async with asyncio.timeout(within):
+            while True:
+                self._idle.clear()
+                self.wake()
+                await self._idle.wait()
+                if not self._tasks:
+                    return
+
+    async def stop(self) -> None:
+        """Stop taking runs and stop the runs executing here."""
+        if self._dispatcher is not None:
+            self._dispatcher.cancel()
+            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        for task in list(self._tasks.values()):
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def _dispatch(self) -> None:
+        while True:
+            free = self.concurrency - len(self._tasks)
+            claimed = []
+            if free > 0:
+                try:
+                    claimed = await self.store.claim_queued(free)
+                except Exception:
+                    log.exception("cannot claim queued runs")
+            for run, event in claimed:
+                self.bus.publish(event)
+                task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
+                self._tasks[run.id] = task
+                task.add_done_callback(functools.partial(self._done, run.id))
+            if not claimed and not self._tasks:
+                self._idle.set()
+            if claimed and len(claimed) == free:
+                continue  # there may be more waiting
+            self._wakeup.clear()
+            try:
+                async with asyncio.timeout(self.poll_seconds):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    def _done(self, run_id: str, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(run_id, None)
+        self._running.pop(run_id, None)
+        self.wake()
+
+    async def _execute(self, run: RunRow) -> None:
+        try:
+            pipeline = self.pipelines[run.pipeline]
+            params = pipeline.params_model.model_validate(run.params)
+            runtime = RuntimeContext(run_id=run.id, cancellation=CancellationToken())
+            plan = pipeline.plan(params, runtime)
+            orchestrator: Orchestrator[Any] = Orchestrator(plan.registry, plan.context)
+            recorder = RunRecorder(
+                self.store,
+                self.bus,
+                run.id,
+                progress_interval=self.progress_interval,
+                result=lambda: _result(orchestrator, plan),
+                on_step_finished=self._timer(run.pipeline),
+            )
+            orchestrator.observers.append(recorder)
+            self._running[run.id] = orchestrator
+            if (await self.store.get_run(run.id)).cancel_requested:
+                orchestrator.cancel("cancelled by request")  # the cancel came while claiming
+            await orchestrator.execute_async()
+        except OrchestrationError:
+            pass  # the run's failure or cancel is recorded by its observer
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run %s failed outside its steps", run.id)
+            await self._fail(run.id, exc)
+
+    async def _fail(self, run_id: str, exc: BaseException) -> None:
+        current = await self.store.get_run(run_id)
+        if current.status in TERMINAL:
+            return
+        error = error_document(exc)
+        change = Change(
+            "run.failed",
+            {"error": {"type": error["type"], "message": error["message"], "step": None}},
+            run={"status": RunStatus.failed, "error": error, "finished_at": datetime.now(UTC)},
+        )
+        self.bus.publish(await self.store.apply(run_id, change))
+
+    def _timer(self, pipeline: str) -> Callable[[str, float], None] | None:
+        if self.on_step_finished is None:
+            return None
+        timer = self.on_step_finished
+        return lambda step, seconds: timer(pipeline, step, seconds)
+
+
+def _result(orchestrator: Orchestrator[Any], plan: RunPlan) -> dict[str, Any]:
+    """What a succeeded run returns: the orchestrator's summary, each step's data, and
+    what the pipeline itself reports."""
+    report = orchestrator.report
+    assert report is not None
+    return {
+        "success": True,
+        "steps_executed": report.steps_executed,
+        "steps_total": len(report.steps),
+        "steps": {s.name: s.result.data for s in report.steps if s.result and s.result.data},
+        **plan.result(plan.context),
+    }

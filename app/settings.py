@@ -1,0 +1,53 @@
+"""Settings of the service, from ``STEPLINE_*`` environment variables or given directly.
+
+Defaults give the embedded mode: a SQLite file in the working directory, in-process
+workers, the demo pipelines, bound to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./stepline.db"
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Everything the service can be told; ``create_app(Settings(...))`` in tests."""
+
+    model_config = SettingsConfigDict(env_prefix="STEPLINE_", extra="forbid")
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, description="SQLAlchemy async URL.")
+    pipelines: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Modules or module:attr paths that define pipelines (comma-separated).",
+    )
+    demo_pipelines: bool = Field(True, description="Register the built-in demo pipelines.")
+    entry_points: bool = Field(True, description="Load the stepline.pipelines entry points.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024)
+    max_body_bytes: int = Field(MIB, ge=1, description="Largest request body accepted.")
+    progress_per_second: float = Field(
+        10.0, gt=0, description="Most progress events stored per second and run."
+    )
+    sse_ping_seconds: float = Field(15.0, gt=0)
+    sse_retry_ms: int = Field(3000, ge=0, description="The retry: hint sent to SSE clients.")
+    sse_send_timeout_seconds: float = Field(30.0, gt=0)
+    page_size_default: int = Field(50, ge=1)
+    page_size_max: int = Field(200, ge=1)
+    poll_seconds: float = Field(1.0, gt=0, description="How often idle workers look for runs.")
+    graceful_shutdown_seconds: float = Field(10.0, ge=0)
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value

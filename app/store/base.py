@@ -1,0 +1,69 @@
+"""The store interface: everything the service persists goes through it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    """Runs, steps and their event log; every write is one transaction.
+
+    ``apply`` is the only way a run changes after creation: a guarded status write plus its
+    event, so that the log and the state can never disagree.
+    """
+
+    async def start(self) -> None:
+        """Connect and bring the schema to the latest migration."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def create_run(self, run: NewRun) -> tuple[RunRow, EventRow | None]:
+        """Store a queued run, its steps and its ``run.queued`` event.
+
+        With an idempotency key already used for the same request, return the original run
+        and None; for another request, raise ``IdempotencyConflict``.
+        """
+
+    async def apply(self, run_id: str, change: Change) -> EventRow:
+        """Write ``change`` and its event; ``InvalidTransition`` if the guard fails."""
+
+    async def claim_queued(self, limit: int) -> list[tuple[RunRow, EventRow]]:
+        """Move up to ``limit`` queued runs, oldest first, to running."""
+
+    async def get_run(self, run_id: str) -> RunRow:
+        """The run with its steps; ``RunNotFound`` if there is none."""
+
+    async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
+        """Runs matching ``filters``, newest first, older than the run id ``before``."""
+
+    async def run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        """A run's events with ``seq > after_seq``, in order."""
+
+    async def all_events(
+        self,
+        after_id: int,
+        limit: int,
+        pipelines: Sequence[str] = (),
+        types: Sequence[str] = (),
+    ) -> list[EventRow]:
+        """Every run's events with ``id > after_id``, in order, optionally filtered."""
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event of any run (0 when there is none)."""
+
+    async def run_logs(
+        self, run_id: str, step: str | None, after_seq: int, limit: int
+    ) -> list[EventRow]:
+        """A run's ``step.log`` events, optionally of one step."""
+
+    async def count_runs(self) -> dict[tuple[str, str], int]:
+        """``{(pipeline, status): count}`` over all runs."""
+
+    async def check_ready(self) -> str | None:
+        """None if the database answers and its schema is current, else what is wrong."""

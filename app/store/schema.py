@@ -1,0 +1,125 @@
+"""The tables: runs, their steps, their event log, and idempotency keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+__all__ = ["events", "idempotency_keys", "metadata", "runs", "step_runs"]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime, also on SQLite (which drops the offset)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            return value.astimezone(UTC)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value if isinstance(value, datetime) else None
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# Run ids are ULIDs: their text order is their creation order, which cursors rely on.
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(26), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("rollback_progress", Float),
+    Column("error", JSON),
+    Column("result", JSON),
+    Column("summary", Text),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("last_seq", Integer, nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("rollback_on_cancel", Boolean, nullable=False, default=True),
+    Index(None, "status", "id"),
+    Index(None, "pipeline", "id"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True),
+    Column("index", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("weight", Float, nullable=False),
+    Column("can_rollback", Boolean, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("progress", Float, nullable=False, default=0.0),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    Column("duration_seconds", Float),
+    Column("error", JSON),
+    Column("rollback_status", String(20), nullable=False),
+    Column("rollback_started_at", UtcDateTime),
+    Column("rollback_finished_at", UtcDateTime),
+    Column("rollback_error", JSON),
+)
+
+# The durable event log (outbox): ``seq`` is gapless per run, ``id`` orders all runs' events.
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("data", JSON, nullable=False),
+    Index(None, "run_id", "seq", unique=True),
+    Index(None, "run_id", "type", "seq"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)

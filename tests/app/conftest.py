@@ -1,0 +1,79 @@
+"""Fixtures of the service tests: an app on a fresh SQLite file, an HTTP client, helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.api.deps import Services
+from app.main import create_app
+from app.settings import Settings
+from app.states import TERMINAL, RunStatus
+
+WAIT = 20.0  # seconds any test waits for what it expects
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 'stepline.db'}",
+        pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
+        entry_points=False,
+        workers=4,
+        poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://stepline.test") as c:
+        yield c
+
+
+def services_of(app: FastAPI) -> Services:
+    return app.state.services  # type: ignore[no-any-return]
+
+
+async def wait_until_finished(app: FastAPI, run_id: str, within: float = WAIT) -> RunStatus:
+    """Wait for the run's final event on the bus (not by polling) and return its status."""
+
+    services = services_of(app)
+    async with services.bus.subscribe(run_id) as subscription:
+        run = await services.store.get_run(run_id)
+        async with asyncio.timeout(within):
+            while run.status not in TERMINAL:
+                event = await subscription.get()
+                if event.type in ("run.succeeded", "run.failed", "run.cancelled"):
+                    break
+        return (await services.store.get_run(run_id)).status
+
+
+async def wait_for_event(app: FastAPI, run_id: str, type_: str, within: float = WAIT) -> None:
+    """Wait until the run has stored an event of ``type_``."""
+
+    services = services_of(app)
+    async with services.bus.subscribe(run_id) as subscription:
+        stored = await services.store.run_events(run_id, 0, 10_000)
+        if any(e.type == type_ for e in stored):
+            return
+        async with asyncio.timeout(within):
+            while (await subscription.get()).type != type_:
+                pass

@@ -1,0 +1,121 @@
+"""Pipelines the service tests drive: steps that fail, wait or talk on request."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from steps import BaseAction, BaseStep, BaseStepContext, StepRegistry, StepResult
+
+GATE_TIMEOUT = 30.0
+
+
+class Gates:
+    """Named gates that steps wait at until a test opens them (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gates: dict[str, threading.Event] = {}
+        self._reached: dict[str, threading.Event] = {}
+
+    def _get(self, table: dict[str, threading.Event], name: str) -> threading.Event:
+        with self._lock:
+            return table.setdefault(name, threading.Event())
+
+    def open(self, name: str) -> None:
+        self._get(self._gates, name).set()
+
+    def reached(self, name: str) -> threading.Event:
+        """Set once a step is waiting at gate ``name``."""
+        return self._get(self._reached, name)
+
+    def wait(self, name: str, context: BaseStepContext) -> None:
+        self.reached(name).set()
+        gate = self._get(self._gates, name)
+        deadline = GATE_TIMEOUT
+        while not gate.wait(0.01):
+            context.check_cancelled()
+            deadline -= 0.01
+            if deadline <= 0:
+                raise TimeoutError(f"gate {name!r} was never opened")
+
+
+GATES = Gates()
+
+
+class ControlledParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fail_at: str | None = None
+    undo_fails: list[str] = Field(default_factory=list)
+    gate_at: str | None = None
+    gate: str = "gate"
+    logs: int = 0
+    progress_calls: int = 0
+
+
+class Controlled(BaseStep[Any]):
+    def __init__(self, name: str, weight: float) -> None:
+        self._name, self._weight = name, weight
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return self._weight
+
+    def execute(self, context: Any) -> StepResult:
+        params: ControlledParams = context.params
+        for i in range(params.logs):
+            context.log("line", {"n": i})
+        for i in range(1, params.progress_calls + 1):
+            context.set_progress(i, params.progress_calls)
+        if params.gate_at == self.name:
+            GATES.wait(params.gate, context)
+        if params.fail_at == self.name:
+            raise RuntimeError(f"{self.name} failed on purpose")
+        return StepResult(data={"done": self.name})
+
+    def rollback(self, context: Any, result: StepResult) -> None:
+        if self.name in context.params.undo_fails:
+            raise OSError(f"cannot undo {self.name}")
+
+
+class ControlledAction(BaseAction[ControlledParams]):
+    """Three steps a (0.2), b (0.5), c (0.3) that fail, wait or talk when asked."""
+
+    name = "controlled"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name, weight in (("a", 0.2), ("b", 0.5), ("c", 0.3)):
+            registry.register(Controlled(name, weight))
+
+
+class Noop(BaseStep[Any]):
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult()
+
+
+NOOP_10 = [Noop(f"step{i}") for i in range(1, 11)]
+
+PIPELINES = [ControlledAction]
