@@ -9,6 +9,7 @@ orchestrator before the run moves on; progress is coalesced to at most one write
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import traceback
 from collections.abc import Callable
@@ -18,10 +19,12 @@ from typing import Any
 from app.runs.bus import EventBus
 from app.states import RollbackStatus, RunStatus, StepStatus
 from app.store.base import Store
-from app.store.records import Change, EventRow
+from app.store.records import Change
 from steps import EventType, StepEvent
 
 __all__ = ["RunRecorder", "error_document"]
+
+log = logging.getLogger("stepline.recorder")
 
 ResultReader = Callable[[], dict[str, Any]]
 StepTimer = Callable[[str, float], None]
@@ -65,7 +68,6 @@ class RunRecorder:
         self.interval = progress_interval
         self.result = result
         self.on_step_finished = on_step_finished
-        self.status = RunStatus.running
         self._lock = asyncio.Lock()
         self._pending_progress: StepEvent | None = None
         self._last_progress_write = 0.0
@@ -138,14 +140,12 @@ class RunRecorder:
         await self._locked_write(change)
 
     async def _locked_write(self, change: Change) -> None:
-        async with self._lock:
-            stored = await self.store.apply(self.run_id, change)
-        new_status = change.run.get("status")
-        if new_status is not None:
-            self.status = RunStatus(new_status)
-        self._published(stored)
-
-    def _published(self, stored: EventRow) -> None:
+        try:
+            async with self._lock:
+                stored = await self.store.apply(self.run_id, change)
+        except Exception:
+            log.exception("run %s: cannot store %s", self.run_id, change.event)
+            raise
         self.bus.publish(stored)
 
     # -- events to changes ---------------------------------------------------------------
@@ -215,8 +215,6 @@ class RunRecorder:
         planned: list[str] = list(data.get("steps", []))
         not_supported: list[str] = list(data.get("not_supported", []))
         run: dict[str, Any] = {"rollback_progress": 0.0}
-        if self.status is RunStatus.running:
-            run["status"] = RunStatus.rolling_back
         steps = {
             i: {"rollback_status": RollbackStatus.pending} for i in data.get("indexes", [])
         } | {
@@ -229,6 +227,7 @@ class RunRecorder:
              "pivot": data.get("pivot"), "rollback_progress": 0.0},
             run=run,
             steps=steps,
+            moves={RunStatus.running: RunStatus.rolling_back},
         )  # fmt: skip
 
     def _step_rollback(self, event: StepEvent, now: datetime) -> Change:

@@ -96,13 +96,16 @@ class Change:
     """One transition of a run, written with its event in one transaction.
 
     ``expect`` guards the write: the run's status must be one of them, or nothing is written
-    (compare-and-set). ``run`` and ``steps`` are column updates; the event's data gets the
-    run's status and progress after the change.
+    (compare-and-set). ``moves`` changes the status only from the statuses it lists (a
+    failure rolls back a ``running`` run but leaves a ``cancelling`` one cancelling).
+    ``run`` and ``steps`` are column updates; the event's data gets the run's status and
+    progress after the change.
     """
 
     event: str
     data: Mapping[str, Any] = field(default_factory=dict)
     expect: frozenset[RunStatus] | None = None
+    moves: Mapping[RunStatus, RunStatus] = field(default_factory=dict)
     run: Mapping[str, Any] = field(default_factory=dict)
     steps: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 

@@ -137,6 +137,8 @@ class SqlStore:
                 run_status=status.value,
             )
         values = dict(change.run)
+        if status in change.moves:
+            values["status"] = change.moves[status]
         new_status = values.get("status")
         if new_status is not None:
             new_status = RunStatus(new_status)
