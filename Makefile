@@ -24,6 +24,11 @@ unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/steps_overhead.py
 
+# The HTTP contract, committed; tests/contract/test_openapi.py fails when it drifts.
+.PHONY: openapi
+openapi: $(STAMP)
+	$(BIN)/stepline openapi openapi.json
+
 # The venv is rebuilt when it is missing, broken (its Python moved or vanished), or older
 # than the dependency pins.
 $(STAMP): pyproject.toml constraints.txt

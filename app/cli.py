@@ -1,11 +1,19 @@
-"""The ``stepline`` command: ``stepline serve`` and ``stepline demo``."""
+"""The ``stepline`` command: ``stepline serve``, ``stepline demo`` and ``stepline openapi``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from app.settings import Settings
+
+__all__ = ["main", "openapi_document", "openapi_text"]
+
+DEFAULT_OPENAPI_PATH = "openapi.json"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -33,6 +41,51 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.pipeline, args.step_seconds)
 
 
+def _contract_settings() -> Settings:
+    # The contract must not change with the machine it is generated on: only the values given
+    # here count, never STEPLINE_* variables. Nothing connects to the database.
+    from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
+
+    from app.settings import Settings
+
+    class ContractSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (init_settings,)
+
+    return ContractSettings(pipelines=[], demo_pipelines=True, entry_points=False)
+
+
+def openapi_document() -> dict[str, Any]:
+    """The app's OpenAPI document, built with fixed settings (demos on, nothing else)."""
+    from app.main import create_app
+
+    return create_app(_contract_settings()).openapi()
+
+
+def openapi_text() -> str:
+    """``openapi_document()`` as committed in ``openapi.json``: FastAPI's key order, indented."""
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    data = openapi_text().encode()
+    if args.output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        Path(args.output).write_bytes(data)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stepline", description="Step pipelines over HTTP.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -44,6 +97,14 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("pipeline", nargs="?", default="train", choices=["flaky", "train", "upload"])
     demo.add_argument("--step-seconds", type=float, default=1.0)
     demo.set_defaults(func=_demo)
+    openapi = commands.add_parser("openapi", help="write the OpenAPI document of the API")
+    openapi.add_argument(
+        "output",
+        nargs="?",
+        default=DEFAULT_OPENAPI_PATH,
+        help=f"file to write, or - for stdout (default {DEFAULT_OPENAPI_PATH})",
+    )
+    openapi.set_defaults(func=_openapi)
     args = parser.parse_args(argv)
     return int(args.func(args))
 

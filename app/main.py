@@ -16,6 +16,7 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.deps import Services
 from app.api.limits import BodyLimitMiddleware
+from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.routes import health, pipelines, runs, streams
 from app.metrics import Metrics
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await workers.stop()
+            await workers.stop(settings.graceful_shutdown_seconds)
             await store.close()
 
     app = FastAPI(
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_problem_handlers(app)
+    install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     for module in (pipelines, runs, streams, health):
         app.include_router(module.router)

@@ -59,10 +59,20 @@ class Orchestrator(Generic[C]):
         self.rollback_on_cancel = rollback_on_cancel
         self.report: RunReport | None = None
         self._running = False
+        self._abandoned = False
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the run (from any thread); same as cancelling the context's token."""
         return self.context.runtime_ctx.cancellation.cancel(reason)
+
+    def abandon(self, reason: str = "abandoned") -> None:
+        """Stop the run at the next chance and roll nothing back (from any thread).
+
+        For a process that stops or loses a run to another owner: what was done stays done,
+        for whoever recovers the run to finish or undo.
+        """
+        self._abandoned = True
+        self.context.runtime_ctx.cancellation.cancel(reason)
 
     def execute(self) -> dict[str, Any]:
         """Run every step in this thread; async steps make it run on a private event loop."""
@@ -131,7 +141,7 @@ class Orchestrator(Generic[C]):
 
     def _must_roll_back(self, run: Run[C]) -> bool:
         outcome = run.report.outcome
-        if outcome is None:
+        if outcome is None or self._abandoned:
             return False
         return outcome is not RunOutcome.cancelled or self.rollback_on_cancel
 

@@ -21,10 +21,6 @@ _DESCRIPTIONS = {
 def PROBLEMS(*statuses: int) -> dict[int | str, dict[str, Any]]:  # reads as a constant
     """``responses=`` for routes that answer these statuses with problem details."""
     return {
-        status: {
-            "model": Problem,
-            "description": _DESCRIPTIONS.get(status, "Error"),
-            "content": {"application/problem+json": {}},
-        }
+        status: {"model": Problem, "description": _DESCRIPTIONS.get(status, "Error")}
         for status in statuses
     }

@@ -93,7 +93,8 @@ class Pipeline:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    # OCRScan -> ocr_scan, UploadFiles -> upload_files
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def _first_line(text: str | None) -> str:

@@ -43,6 +43,12 @@ def load_pipelines(
 
 
 def _add(found: dict[str, tuple[Pipeline, str]], pipeline: Pipeline, source: str) -> None:
+    try:
+        pipeline.default_steps()  # builds its registry: duplicate step names, bad weights…
+    except Exception as exc:
+        raise PipelineLoadError(
+            f"pipeline {pipeline.name!r} from {source} is not valid: {exc}"
+        ) from exc
     if pipeline.name in found:
         raise PipelineLoadError(
             f"pipeline {pipeline.name!r} from {source} is already defined by "

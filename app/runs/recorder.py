@@ -74,11 +74,20 @@ class RunRecorder:
         self._flush_handle: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._step_started: dict[int, float] = {}
+        self._detached = False
 
     # -- the observer --------------------------------------------------------------------
 
+    def detach(self) -> None:
+        """Write nothing more: the run is left as stored, for recovery to take over."""
+        self._detached = True
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending_progress = None
+
     def on_event(self, event: StepEvent) -> asyncio.Future[None] | None:
-        if event.type is EventType.run_started:
+        if self._detached or event.type is EventType.run_started:
             return None  # written when the worker claimed the run
         if event.type is EventType.step_progress:
             self._progress(event)

@@ -51,7 +51,7 @@ class WorkerPool:
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._running: dict[str, Orchestrator[Any]] = {}
+        self._running: dict[str, tuple[Orchestrator[Any], RunRecorder]] = {}
         self._dispatcher: asyncio.Task[None] | None = None
 
     @property
@@ -68,9 +68,10 @@ class WorkerPool:
 
     def cancel(self, run_id: str, rollback: bool) -> bool:
         """Cancel a run executing here; False if it is not executing here."""
-        orchestrator = self._running.get(run_id)
-        if orchestrator is None:
+        running = self._running.get(run_id)
+        if running is None:
             return False
+        orchestrator = running[0]
         orchestrator.rollback_on_cancel = rollback
         orchestrator.cancel("cancelled by request")
         return True
@@ -85,14 +86,25 @@ class WorkerPool:
                 if not self._tasks:
                     return
 
-    async def stop(self) -> None:
-        """Stop taking runs and stop the runs executing here."""
+    async def stop(self, grace: float) -> None:
+        """Stop taking runs; abandon the runs executing here without recording an outcome.
+
+        Each run stops at its next cancellation point and nothing is rolled back: the run
+        stays as stored, for recovery to take over. Tasks still busy after ``grace``
+        seconds are cancelled.
+        """
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for orchestrator, recorder in self._running.values():
+            recorder.detach()
+            orchestrator.abandon("the service is stopping")
+        tasks = list(self._tasks.values())
+        if tasks:
+            _done, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _dispatch(self) -> None:
         while True:
@@ -140,7 +152,7 @@ class WorkerPool:
                 on_step_finished=self._timer(run.pipeline),
             )
             orchestrator.observers.append(recorder)
-            self._running[run.id] = orchestrator
+            self._running[run.id] = (orchestrator, recorder)
             if (await self.store.get_run(run.id)).cancel_requested:
                 orchestrator.cancel("cancelled by request")  # the cancel came while claiming
             await orchestrator.execute_async()
