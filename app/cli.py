@@ -20,12 +20,18 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
+    from app.pipelines.loading import PipelineLoadError
     from app.settings import Settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
+    try:
+        application = create_app(settings)
+    except PipelineLoadError as exc:
+        print(f"stepline: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,

@@ -315,3 +315,21 @@ async def test_a_run_interrupted_by_shutdown_is_not_recorded_as_a_failed_step(
 
     assert (run.error or {}).get("type") != "CancelledError", run.summary
     assert run.status != "failed", run.summary
+
+
+def test_serve_stops_with_a_message_naming_a_pipeline_that_cannot_be_imported(
+    tmp_path: Path,
+) -> None:
+    env = {
+        **os.environ,
+        "STEPLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'stepline.db'}",
+        "STEPLINE_PIPELINES": "no_such_module_anywhere:Pipeline",
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "serve"], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert done.returncode == 2
+    assert "no_such_module_anywhere:Pipeline" in done.stderr
+    assert "Traceback" not in done.stderr
