@@ -89,6 +89,10 @@ async def stream_run_events(
     run = await services.runs.get(run_id)  # 404 before the stream starts
     if position is not None and run.status in TERMINAL and position >= run.last_seq:
         return Response(status_code=204)
+    if position is not None and position > run.last_seq:
+        # No client can have seen an event that does not exist yet: refuse it rather than
+        # wait for events the stream would then skip as already sent.
+        raise BadRequest(f"Last-Event-ID {position} is past this run's last event ({run.last_seq})")
     return _stream(services, _run_events(services, run_id, position))
 
 
