@@ -18,6 +18,7 @@ from app.store.records import RunFilter
 router = APIRouter(tags=["runs"])
 
 IDEMPOTENCY_KEY_LENGTH = 255
+MAX_EVENT_ID = 2**63 - 1  # event ids and sequences are SQL BIGINTs
 
 
 @router.post(
@@ -109,7 +110,7 @@ async def get_run_logs(
     run_id: str,
     services: ServicesDep,
     step: str | None = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> LogsPublic:
     """Lines the run's steps wrote through their context, oldest first."""

@@ -25,6 +25,7 @@ from app.store.records import EventRow
 router = APIRouter(tags=["events"])
 
 REPLAY_BATCH = 500
+MAX_EVENT_ID = 2**63 - 1  # event ids and sequences are SQL BIGINTs
 TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
@@ -41,8 +42,8 @@ def _position(last_event_id: str | None) -> int | None:
         position = int(last_event_id)
     except ValueError:
         raise BadRequest(f"Last-Event-ID must be an event id, not {last_event_id!r}") from None
-    if position < 0:
-        raise BadRequest("Last-Event-ID must not be negative")
+    if not 0 <= position <= MAX_EVENT_ID:
+        raise BadRequest(f"Last-Event-ID must be an event id, not {last_event_id!r}")
     return position
 
 
