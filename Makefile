@@ -23,6 +23,9 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/steps_overhead.py
+	$(BIN)/python bench/http_create.py
+	$(BIN)/python bench/pipeline_e2e.py
+	$(BIN)/python bench/sse_fanout.py
 
 # The HTTP contract, committed; tests/contract/test_openapi.py fails when it drifts.
 .PHONY: openapi

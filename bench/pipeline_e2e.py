@@ -1,0 +1,252 @@
+"""Runs completed per second, end to end through the API (a by-hand benchmark, not a test).
+
+What is measured: ``stepline serve`` (``python -m app serve``, default settings: 2 workers
+on this machine) on a fresh SQLite file in a temporary directory, with the ``NOOP_10`` test
+pipeline (ten no-op steps). Each client, an ``httpx.AsyncClient`` task in this process,
+loops: ``POST /runs``, then follow ``GET /runs/{id}/events`` (SSE) until the stream ends
+after the run's terminal event. ``CLIENTS`` clients (1 and 32) loop for ``--seconds``; the
+runs whose terminal event arrived before the deadline count, the runs in flight at the
+deadline finish uncounted before the next measurement starts. Also reported: the median
+time from POST to terminal event, and the CPU this (client) process and the server used.
+
+Baseline, in this process and in the same repetition: the same ten step objects through
+``steps.Orchestrator(registry, BaseStepContext(RuntimeContext())).execute()`` for
+``BASELINE_S``, a fresh registry and context per run as the server builds them, nothing
+stored and nothing sent. ``in-process / API`` is how many times more runs per second the
+bare orchestrator completes: the cost of durability (a committed, fsynced SQLite write per
+transition, 23 per run) and of HTTP. There is no target; the figures are for comparison
+across changes.
+
+Each repetition measures the baseline, 1 client and 32 clients in turn, after one warm-up
+window; every figure is the median over ``--reps`` (min and max beside it). Takes about
+``reps * (2 * (RAMP_S + seconds) + BASELINE_S + 4) + 10`` seconds (60 s by default).
+
+Run from the project root::
+
+    .venv/bin/python bench/pipeline_e2e.py [--reps N] [--seconds S] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from _harness import (
+    PIPELINE,
+    PROJECT_ROOT,
+    Row,
+    Server,
+    Verdict,
+    format_rows,
+    format_verdicts,
+    run_async,
+    serving,
+    stepline,
+    to_row,
+)
+
+from steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry
+
+CLIENTS = (1, 32)
+DEFAULT_REPS = 3
+DEFAULT_SECONDS = 4.0
+RAMP_S = 1.5
+"""Time each window runs before it starts counting."""
+WARMUP_S = 1.0
+BASELINE_S = 1.0
+REQUEST_TIMEOUT_S = 30.0
+DRAIN_TIMEOUT_S = 60.0
+"""Longest wait for the runs in flight at a deadline."""
+BODY = {"pipeline": PIPELINE, "params": {}, "labels": {"bench": "pipeline_e2e"}}
+TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+
+
+def noop_steps() -> list[BaseStep[Any]]:
+    """The steps of the ``NOOP_10`` pipeline the server runs (``tests`` is not installed)."""
+    if str(PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(PROJECT_ROOT))
+    return list(importlib.import_module("tests.app.pipelines").NOOP_10)
+
+
+def in_process_rate(steps: Sequence[BaseStep[Any]], seconds: float) -> float:
+    """Runs per second of the bare orchestrator over ``steps``, for ``seconds``."""
+    count = 0
+    started = time.perf_counter()
+    deadline = started + seconds
+    while time.perf_counter() < deadline:
+        registry: StepRegistry[Any] = StepRegistry()
+        for step in steps:
+            registry.register(step)
+        Orchestrator(registry, BaseStepContext(RuntimeContext())).execute()
+        count += 1
+    return count / (time.perf_counter() - started)
+
+
+async def one_run(client: httpx.AsyncClient) -> str:
+    """POST a run, follow its stream to the end, return its terminal event."""
+    response = await client.post("/runs", json=BODY)
+    response.raise_for_status()
+    run_id = response.json()["id"]
+    last = ""
+    async with client.stream("GET", f"/runs/{run_id}/events") as stream:
+        stream.raise_for_status()
+        async for line in stream.aiter_lines():
+            if line.startswith("event:"):
+                last = line.removeprefix("event:").strip()
+    if last not in TERMINAL_EVENTS:
+        raise RuntimeError(f"run {run_id}: the stream ended after {last or 'nothing'!r}")
+    return last
+
+
+@dataclass(frozen=True)
+class Window:
+    """What ``clients`` clients completed in one window."""
+
+    clients: int
+    rate: float
+    latency_ms: float
+    failed: int
+    client_cores: float
+    server_cores: float
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def window(client: httpx.AsyncClient, server: Server, clients: int, seconds: float) -> Window:
+    latencies: list[float] = []
+    outcomes: list[str] = []
+    cpu, server_cpu = _cpu_self(), server.cpu_seconds()
+    started = time.perf_counter()
+    counted, deadline = started + RAMP_S, started + RAMP_S + seconds
+
+    async def loop() -> None:
+        while time.perf_counter() < deadline:
+            begun = time.perf_counter()
+            outcome = await one_run(client)
+            ended = time.perf_counter()
+            if counted <= ended <= deadline:
+                latencies.append(ended - begun)
+                outcomes.append(outcome)
+
+    async with asyncio.timeout(RAMP_S + seconds + DRAIN_TIMEOUT_S):
+        await asyncio.gather(*(loop() for _ in range(clients)))
+    wall = time.perf_counter() - started
+    return Window(
+        clients=clients,
+        rate=len(latencies) / seconds,
+        latency_ms=statistics.median(latencies) * 1e3 if latencies else float("nan"),
+        failed=sum(o != "run.succeeded" for o in outcomes),
+        client_cores=(_cpu_self() - cpu) / wall,
+        server_cores=(server.cpu_seconds() - server_cpu) / wall,
+    )
+
+
+@dataclass
+class Samples:
+    baseline: list[float]
+    windows: dict[int, list[Window]]
+
+
+async def sample(server: Server, reps: int, seconds: float) -> Samples:
+    steps = noop_steps()
+    out = Samples([], {n: [] for n in CLIENTS})
+    limits = httpx.Limits(max_connections=4 * max(CLIENTS), max_keepalive_connections=None)
+    async with httpx.AsyncClient(
+        base_url=server.url, limits=limits, timeout=REQUEST_TIMEOUT_S, trust_env=False
+    ) as client:
+        in_process_rate(steps, BASELINE_S / 4)  # warm-up
+        for n in CLIENTS:
+            await window(client, server, n, WARMUP_S)
+        for _ in range(reps):
+            out.baseline.append(in_process_rate(steps, BASELINE_S))
+            for n in CLIENTS:
+                out.windows[n].append(await window(client, server, n, seconds))
+    return out
+
+
+def table(samples: Samples) -> list[Row]:
+    rows = [to_row("in-process orchestrator", "runs/s", samples.baseline)]
+    for n, windows in samples.windows.items():
+        rows += [
+            to_row(f"API, {n} client(s)", "runs/s", [w.rate for w in windows]),
+            to_row(f"  run latency, {n}", "ms", [w.latency_ms for w in windows]),
+            to_row(f"  server CPU, {n}", "cores", [w.server_cores for w in windows]),
+            to_row(f"  client CPU, {n}", "cores", [w.client_cores for w in windows]),
+        ]
+    return rows
+
+
+def verdicts(samples: Samples) -> list[Verdict]:
+    items = []
+    for n, windows in samples.windows.items():
+        ratio = statistics.median(
+            b / w.rate for b, w in zip(samples.baseline, windows, strict=True) if w.rate
+        )
+        items.append(Verdict(f"in-process / API, {n} client(s)", ratio, "x"))
+    low, high = min(CLIENTS), max(CLIENTS)
+    scale = statistics.median(
+        h.rate / lo.rate
+        for lo, h in zip(samples.windows[low], samples.windows[high], strict=True)
+        if lo.rate
+    )
+    items.append(Verdict(f"API {high} clients / {low} client", scale, "x"))
+    failed = sum(w.failed for windows in samples.windows.values() for w in windows)
+    items.append(Verdict("runs not succeeded", failed, "", "0", failed == 0))
+    return items
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help="repetitions")
+    parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="per window")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = parser.parse_args(argv)
+    if args.reps < 1 or args.seconds <= 0:
+        parser.error("--reps must be at least 1 and --seconds positive")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config = {"clients": list(CLIENTS), "reps": args.reps, "seconds": args.seconds,
+              "baseline_seconds": BASELINE_S, "pipeline": PIPELINE}  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp,
+        serving("stepline", *stepline(Path(tmp))) as server,
+    ):
+        samples = run_async(sample(server, args.reps, args.seconds))
+    rows = table(samples)
+    items = verdicts(samples)
+    if args.json:
+        out = {"config": config, "rows": [asdict(r) for r in rows],
+               "verdicts": [asdict(v) for v in items]}  # fmt: skip
+        print(json.dumps(out, indent=2))
+    else:
+        print(
+            f"{PIPELINE} end to end: POST /runs + SSE to the terminal event, "
+            f"{args.reps} x {args.seconds:g} s per client count"
+        )
+        print()
+        print("\n".join(format_rows(rows)))
+        print()
+        print("\n".join(format_verdicts(items)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
