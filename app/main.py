@@ -25,7 +25,7 @@ from app.runs.bus import EventBus
 from app.runs.service import RunService
 from app.runs.worker import WorkerPool
 from app.settings import Settings
-from app.store.sql import SqlStore
+from app.store import open_store
 
 __all__ = ["create_app"]
 
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         demos=settings.demo_pipelines,
         use_entry_points=settings.entry_points,
     )
-    store = SqlStore(settings.database_url)
+    store = open_store(settings.database_url)
     bus = EventBus()
     metrics = Metrics()
     workers = WorkerPool(

@@ -8,10 +8,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["current_revision", "head_revision", "upgrade"]
+__all__ = ["current_revision", "head_revision", "upgrade", "upgrade_sync"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -27,16 +27,23 @@ def head_revision() -> str | None:
     return ScriptDirectory.from_config(_config()).get_current_head()
 
 
+def _upgrade_on(connection: Connection) -> None:
+    config = _config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def upgrade_sync(engine: Engine) -> None:
+    """Bring the database to the newest migration (synchronous engines)."""
+    with engine.begin() as connection:
+        _upgrade_on(connection)
+
+
 async def upgrade(engine: AsyncEngine) -> None:
     """Bring the database to the newest migration."""
 
-    def run(connection: Connection) -> None:
-        config = _config()
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-
     async with engine.begin() as connection:
-        await connection.run_sync(run)
+        await connection.run_sync(_upgrade_on)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

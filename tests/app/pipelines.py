@@ -40,6 +40,8 @@ class Gates:
             deadline -= 0.01
             if deadline <= 0:
                 raise TimeoutError(f"gate {name!r} was never opened")
+        # A cancel that came before the gate opened wins, whatever the timing of the wait.
+        context.check_cancelled()
 
 
 GATES = Gates()

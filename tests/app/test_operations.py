@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,11 +22,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import text
 
 from app.main import create_app
 from app.settings import Settings
 from app.store.migrate import head_revision
+from app.store.sqlite import sqlite_path
 
 from .conftest import WAIT, services_of, wait_for_event, wait_until_finished
 from .pipelines import GATES
@@ -83,9 +85,10 @@ async def test_readyz_answers_200_when_the_database_is_reachable_and_at_the_head
 async def test_readyz_answers_503_when_the_database_is_at_another_revision(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
-    engine = services_of(app).store.engines.writer  # type: ignore[attr-defined]
-    async with engine.begin() as conn:
-        await conn.execute(text("UPDATE alembic_version SET version_num = 'f00dface'"))
+    path = sqlite_path(services_of(app).settings.database_url)
+    assert path is not None
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dface'")
 
     response = await client.get("/readyz")
 

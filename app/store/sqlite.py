@@ -1,0 +1,471 @@
+"""The embedded store: one SQLite file, plain ``sqlite3``, group-committed writes.
+
+Writes run on the single writer thread (``GroupCommitWriter``): concurrent requests and
+runs share commits, so a burst of them costs one ``fsync``. Reads run on a few reader
+threads, each with its own connection; WAL lets them read while the writer writes. The
+schema is the Alembic one (``app.store.schema``), so this store and ``SqlStore`` read and
+write the same database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+
+from app.errors import IdempotencyConflict, InvalidTransition, RunNotFound
+from app.ids import new_run_id
+from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store.engine import json_dumps
+from app.store.migrate import head_revision, upgrade_sync
+from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
+from app.store.writer import GroupCommitWriter, connect
+
+__all__ = ["SqliteStore", "sqlite_path"]
+
+T = TypeVar("T")
+READERS = 4
+_RUN_COLUMNS = (
+    "id, pipeline, status, params, labels, progress, rollback_progress, error, result, "
+    "summary, created_at, started_at, finished_at, updated_at, last_seq, cancel_requested, "
+    "rollback_on_cancel"
+)
+_STEP_COLUMNS = (
+    'run_id, "index", name, weight, can_rollback, status, progress, attempts, started_at, '
+    "finished_at, duration_seconds, error, rollback_status, rollback_started_at, "
+    "rollback_finished_at, rollback_error"
+)
+_EVENT_COLUMNS = "id, run_id, seq, type, pipeline, created_at, data"
+_JSON_COLUMNS = frozenset({"params", "labels", "error", "result", "rollback_error", "data"})
+_BOOL_COLUMNS = frozenset({"cancel_requested", "rollback_on_cancel", "can_rollback"})
+_TIME_COLUMNS = frozenset(
+    {"created_at", "started_at", "finished_at", "updated_at", "rollback_started_at",
+     "rollback_finished_at"}
+)  # fmt: skip
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL, or None if ``url`` is not a SQLite file URL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(parsed.database)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time_text(value: datetime) -> str:
+    # The format SQLAlchemy's DateTime uses on SQLite, in UTC.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _to_db(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _JSON_COLUMNS:
+        return json_dumps(value)
+    if column in _TIME_COLUMNS:
+        return _time_text(value)
+    if column in _BOOL_COLUMNS:
+        return int(bool(value))
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value
+
+
+def _from_db(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in _JSON_COLUMNS:
+        return json.loads(value)
+    if column in _TIME_COLUMNS:
+        return _time(value)
+    if column in _BOOL_COLUMNS:
+        return bool(value)
+    return value
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    return {
+        column[0]: _from_db(column[0], value)
+        for column, value in zip(cursor.description, values, strict=True)
+    }
+
+
+def _step(row: dict[str, Any]) -> StepRow:
+    row.pop("run_id", None)
+    return StepRow(**row)
+
+
+def _run(row: dict[str, Any], steps: tuple[StepRow, ...]) -> RunRow:
+    row["status"] = RunStatus(row["status"])
+    return RunRow(**row, steps=steps)
+
+
+def _event(row: dict[str, Any]) -> EventRow:
+    return EventRow(**row)
+
+
+def _insert_event(
+    conn: sqlite3.Connection,
+    run_id: str,
+    seq: int,
+    type_: str,
+    pipeline: str,
+    now: datetime,
+    data: dict[str, Any],
+) -> EventRow:
+    cursor = conn.execute(
+        "INSERT INTO events (run_id, seq, type, pipeline, created_at, data) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (run_id, seq, type_, pipeline, _time_text(now), json_dumps(data)),
+    )
+    assert cursor.lastrowid is not None
+    return EventRow(cursor.lastrowid, run_id, seq, type_, pipeline, now, data)
+
+
+class SqliteStore:
+    """Runs, steps and events in one SQLite file (see ``app.store.base.Store``)."""
+
+    def __init__(self, url: str) -> None:
+        path = sqlite_path(url)
+        if path is None:
+            raise ValueError(f"{url!r} is not a SQLite file URL")
+        self.url, self.path = url, path
+        self.writer = GroupCommitWriter(path)
+        self._readers: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._migrate)
+        self.writer.start()
+        self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="stepline-sqlite-reader")
+
+    def _migrate(self) -> None:
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(f"sqlite:///{self.path}")
+        try:
+            upgrade_sync(engine)
+        finally:
+            engine.dispose()
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.writer.stop)
+        if self._readers is not None:
+            self._readers.shutdown(wait=True)
+            self._readers = None
+        with self._lock:
+            for connection in self._connections:
+                connection.close()
+            self._connections.clear()
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        if self._readers is None:
+            raise RuntimeError("the store is not started")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._readers, self._on_reader, query)
+
+    def _on_reader(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = connect(self.path, read_only=True)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        connection.execute("BEGIN")  # one consistent snapshot for the whole read
+        try:
+            return query(connection)
+        finally:
+            connection.execute("COMMIT")
+
+    # -- writes --------------------------------------------------------------------------
+
+    async def create_run(self, run: NewRun) -> tuple[RunRow, EventRow | None]:
+        return await self.writer.submit(lambda conn: self._create(conn, run))
+
+    def _create(self, conn: sqlite3.Connection, run: NewRun) -> tuple[RunRow, EventRow | None]:
+        if run.idempotency_key is not None:
+            found = conn.execute(
+                "SELECT run_id, request_hash FROM idempotency_keys WHERE key = ?",
+                (run.idempotency_key,),
+            ).fetchone()
+            if found is not None:
+                if found[1] != run.request_hash:
+                    raise IdempotencyConflict(
+                        "this Idempotency-Key was used with a different request body",
+                        run_id=found[0],
+                    )
+                return _read_run(conn, found[0]), None
+        now, run_id = _now(), new_run_id()
+        stamp = _time_text(now)
+        conn.execute(
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "
+            "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1)",
+            (run_id, run.pipeline, RunStatus.queued.value, json_dumps(run.params),
+             json_dumps(run.labels), stamp, stamp),
+        )  # fmt: skip
+        conn.executemany(
+            'INSERT INTO step_runs (run_id, "index", name, weight, can_rollback, status, '
+            "progress, attempts, rollback_status) VALUES (?, ?, ?, ?, ?, ?, 0.0, 0, ?)",
+            [
+                (run_id, i, s.name, s.weight, int(s.can_rollback), StepStatus.pending.value,
+                 RollbackStatus.not_needed.value)
+                for i, s in enumerate(run.steps)
+            ],
+        )  # fmt: skip
+        data = {"status": RunStatus.queued.value, "progress": 0.0}
+        event = _insert_event(conn, run_id, 1, "run.queued", run.pipeline, now, data)
+        if run.idempotency_key is not None:
+            conn.execute(
+                "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                (run.idempotency_key, run.request_hash, run_id, stamp),
+            )
+        steps = tuple(
+            StepRow(i, s.name, s.weight, s.can_rollback, StepStatus.pending.value, 0.0, 0,
+                    None, None, None, None, RollbackStatus.not_needed.value, None, None, None)
+            for i, s in enumerate(run.steps)
+        )  # fmt: skip
+        created = RunRow(
+            id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
+            labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
+            summary=None, created_at=now, started_at=None, finished_at=None, updated_at=now,
+            last_seq=1, cancel_requested=False, rollback_on_cancel=True, steps=steps,
+        )  # fmt: skip
+        return created, event
+
+    async def apply(self, run_id: str, change: Change) -> EventRow:
+        return await self.writer.submit(lambda conn: _apply(conn, run_id, change))
+
+    async def claim_queued(self, limit: int) -> list[tuple[RunRow, EventRow]]:
+        return await self.writer.submit(lambda conn: self._claim(conn, limit))
+
+    def _claim(self, conn: sqlite3.Connection, limit: int) -> list[tuple[RunRow, EventRow]]:
+        ids = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM runs WHERE status = ? ORDER BY id LIMIT ?",
+                (RunStatus.queued.value, limit),
+            )
+        ]
+        claimed = []
+        for run_id in ids:
+            change = Change(
+                "run.started",
+                expect=frozenset({RunStatus.queued}),
+                run={"status": RunStatus.running, "started_at": _now()},
+            )
+            event = _apply(conn, run_id, change)
+            claimed.append((_read_run(conn, run_id), event))
+        return claimed
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def get_run(self, run_id: str) -> RunRow:
+        return await self._read(lambda conn: _read_run(conn, run_id))
+
+    async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
+        where: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        if before is not None:
+            where.append("id < ?")
+            params.append(before)
+        if filters.pipeline is not None:
+            where.append("pipeline = ?")
+            params.append(filters.pipeline)
+        if filters.status is not None:
+            where.append("status = ?")
+            params.append(filters.status.value)
+        if filters.created_after is not None:
+            where.append("created_at >= ?")
+            params.append(_time_text(filters.created_after))
+        if filters.created_before is not None:
+            where.append("created_at < ?")
+            params.append(_time_text(filters.created_before))
+        for key, value in filters.labels.items():
+            where.append("json_extract(labels, ?) = ?")
+            params.extend((json_path(key), value))
+        sql = (
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+        )
+
+        def query(conn: sqlite3.Connection) -> list[RunRow]:
+            cursor = conn.execute(sql, (*params, limit))
+            rows = [_row(cursor, r) for r in cursor.fetchall()]
+            if not rows:
+                return []
+            marks = ", ".join("?" * len(rows))
+            cursor = conn.execute(
+                f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id IN ({marks}) "
+                'ORDER BY run_id, "index"',
+                [r["id"] for r in rows],
+            )
+            by_run: dict[str, list[StepRow]] = {}
+            for values in cursor.fetchall():
+                step = _row(cursor, values)
+                by_run.setdefault(step["run_id"], []).append(_step(step))
+            return [_run(r, tuple(by_run.get(r["id"], ()))) for r in rows]
+
+        return await self._read(query)
+
+    async def run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
+        return await self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (run_id, after_seq, limit),
+        )
+
+    async def all_events(
+        self,
+        after_id: int,
+        limit: int,
+        pipelines: Sequence[str] = (),
+        types: Sequence[str] = (),
+    ) -> list[EventRow]:
+        where: list[str] = ["id > ?"]
+        params: list[Any] = [after_id]
+        if pipelines:
+            where.append(f"pipeline IN ({', '.join('?' * len(pipelines))})")
+            params.extend(pipelines)
+        if types:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            params.extend(types)
+        return await self._events(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+
+    async def last_event_id(self) -> int:
+        return await self._read(
+            lambda conn: int(conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0)
+        )
+
+    async def run_logs(
+        self, run_id: str, step: str | None, after_seq: int, limit: int
+    ) -> list[EventRow]:
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND type = 'step.log' "
+            "AND seq > ?"
+        )
+        params: list[Any] = [run_id, after_seq]
+        if step is not None:
+            sql += " AND json_extract(data, '$.step') = ?"
+            params.append(step)
+        return await self._events(sql + " ORDER BY seq LIMIT ?", (*params, limit))
+
+    async def _events(self, sql: str, params: Sequence[Any]) -> list[EventRow]:
+        def query(conn: sqlite3.Connection) -> list[EventRow]:
+            cursor = conn.execute(sql, params)
+            return [_event(_row(cursor, r)) for r in cursor.fetchall()]
+
+        return await self._read(query)
+
+    async def count_runs(self) -> dict[tuple[str, str], int]:
+        def query(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
+            rows = conn.execute("SELECT pipeline, status, count(*) FROM runs GROUP BY 1, 2")
+            return {(p, s): n for p, s, n in rows}
+
+        return await self._read(query)
+
+    async def check_ready(self) -> str | None:
+        def probe() -> str | None:
+            # A connection of its own: the answer must not depend on the store's threads.
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                try:
+                    row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
+                    return None
+                return None if row is None else str(row[0])
+
+        try:
+            current = await asyncio.to_thread(probe)
+        except Exception as exc:
+            return f"database unreachable: {type(exc).__name__}: {exc}"
+        head = head_revision()
+        if current != head:
+            return f"database schema is at {current}, this version needs {head}"
+        return None
+
+
+def json_path(key: str) -> str:
+    """A JSON path selecting the top-level ``key`` (quoted, so any key is safe)."""
+    return "$." + json.dumps(key)
+
+
+def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
+    cursor = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+    values = cursor.fetchone()
+    if values is None:
+        raise RunNotFound(f"no run with id {run_id!r}")
+    row = _row(cursor, values)
+    cursor = conn.execute(
+        f'SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = ? ORDER BY "index"', (run_id,)
+    )
+    steps = tuple(_step(_row(cursor, v)) for v in cursor.fetchall())
+    return _run(row, steps)
+
+
+def _apply(conn: sqlite3.Connection, run_id: str, change: Change) -> EventRow:
+    current = conn.execute(
+        "SELECT status, last_seq, progress, pipeline FROM runs WHERE id = ?", (run_id,)
+    ).fetchone()
+    if current is None:
+        raise RunNotFound(f"no run with id {run_id!r}")
+    status = RunStatus(current[0])
+    if change.expect is not None and status not in change.expect:
+        raise InvalidTransition(
+            f"run {run_id} is {status.value}; {change.event} needs "
+            + " or ".join(sorted(s.value for s in change.expect)),
+            run_status=status.value,
+        )
+    values = dict(change.run)
+    if status in change.moves:
+        values["status"] = change.moves[status]
+    new_status = values.get("status")
+    if new_status is not None:
+        new_status = RunStatus(new_status)
+        if new_status != status and not can_transition(status, new_status):
+            raise InvalidTransition(
+                f"run {run_id} cannot go from {status.value} to {new_status.value}",
+                run_status=status.value,
+            )
+        values["status"] = new_status
+    now, seq = _now(), current[1] + 1
+    values["last_seq"], values["updated_at"] = seq, now
+    conn.execute(
+        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+        (*(_to_db(k, v) for k, v in values.items()), run_id),
+    )
+    for index, step_values in change.steps.items():
+        if step_values:
+            conn.execute(
+                f"UPDATE step_runs SET {', '.join(f'{k} = ?' for k in step_values)} "
+                'WHERE run_id = ? AND "index" = ?',
+                (*(_to_db(k, v) for k, v in step_values.items()), run_id, index),
+            )
+    data = {
+        "status": (new_status or status).value,
+        "progress": values.get("progress", current[2]),
+        **change.data,
+    }
+    return _insert_event(conn, run_id, seq, change.event, current[3], now, data)

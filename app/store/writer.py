@@ -1,0 +1,130 @@
+"""Group commit: one thread owns the SQLite write connection and commits jobs in batches.
+
+Every write job submitted while a commit is in progress joins the next transaction, so a
+burst of concurrent writes costs one ``fsync`` instead of one each. Each job runs inside its
+own savepoint: a job that raises (a failed guard, say) is undone alone, and the others in
+its batch still commit. A job's future resolves only after its batch has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["GroupCommitWriter", "connect"]
+
+T = TypeVar("T")
+MAX_BATCH = 512
+BUSY_TIMEOUT_MS = 5000
+PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
+    "PRAGMA foreign_keys=ON",
+)
+
+Job = Callable[[sqlite3.Connection], Any]
+_STOP = object()
+
+
+def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
+    """A connection with the store's pragmas, in autocommit mode (we say BEGIN ourselves)."""
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in PRAGMAS:
+        connection.execute(pragma)
+    if read_only:
+        connection.execute("PRAGMA query_only=ON")
+    return connection
+
+
+def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+    if future.cancelled():
+        return
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class GroupCommitWriter:
+    """The single writer of one SQLite file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    def start(self) -> None:
+        connection = connect(self.path)  # fail here, not in the thread, if it cannot open
+        self._thread = threading.Thread(
+            target=self._run, args=(connection,), name="stepline-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+
+    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``job`` in the next transaction; return its result once committed."""
+        if self._thread is None:
+            raise RuntimeError("the store is not started")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._queue.put((job, future, loop))
+        return await future
+
+    def _run(self, connection: sqlite3.Connection) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                batch = [item]
+                stopping = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                self._commit(connection, batch)
+                if stopping:
+                    return
+        finally:
+            connection.close()
+
+    def _commit(self, connection: sqlite3.Connection, batch: list[Any]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            for job, _future, _loop in batch:
+                connection.execute("SAVEPOINT job")
+                try:
+                    outcomes.append((True, job(connection)))
+                except Exception as exc:
+                    connection.execute("ROLLBACK TO job")
+                    outcomes.append((False, exc))
+                connection.execute("RELEASE job")
+            connection.execute("COMMIT")
+        except Exception as exc:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            outcomes = [(False, exc)] * len(batch)
+        self.batches += 1
+        self.jobs += len(batch)
+        for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_resolve, future, ok, value)
