@@ -3,71 +3,89 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from app.api.schemas import (
-    ErrorPublic,
     LogLinePublic,
     PipelinePublic,
     PipelineStepPublic,
     RetryPublic,
-    RollbackPublic,
     RunPublic,
-    StepRunPublic,
 )
 from app.pipelines.catalog import Pipeline
-from app.states import RollbackStatus, StepStatus
 from app.store.records import EventRow, RunRow, StepRow
 
-__all__ = ["event_json", "log_line", "pipeline_public", "run_public"]
+__all__ = ["log_line", "pipeline_public", "run_document", "run_json", "run_public"]
 
 
-def _error(document: dict[str, Any] | None) -> ErrorPublic | None:
-    return None if document is None else ErrorPublic(**document)
+def _time(value: datetime | None) -> str | None:
+    # As pydantic writes a UTC datetime, so both paths give the same text.
+    return None if value is None else value.isoformat().replace("+00:00", "Z")
 
 
-def _step(step: StepRow) -> StepRunPublic:
-    return StepRunPublic(
-        index=step.index,
-        name=step.name,
-        weight=step.weight,
-        can_rollback=step.can_rollback,
-        status=StepStatus(step.status),
-        progress=step.progress,
-        attempts=step.attempts,
-        started_at=step.started_at,
-        finished_at=step.finished_at,
-        duration_seconds=step.duration_seconds,
-        error=_error(step.error),
-        rollback=RollbackPublic(
-            status=RollbackStatus(step.rollback_status),
-            started_at=step.rollback_started_at,
-            finished_at=step.rollback_finished_at,
-            error=_error(step.rollback_error),
-        ),
-    )
+def _error(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    if document is None:
+        return None
+    return {key: document.get(key) for key in ("type", "message", "step", "traceback")}
+
+
+def _step(step: StepRow) -> dict[str, Any]:
+    return {
+        "index": step.index,
+        "name": step.name,
+        "weight": step.weight,
+        "can_rollback": step.can_rollback,
+        "status": step.status,
+        "progress": step.progress,
+        "attempts": step.attempts,
+        "started_at": _time(step.started_at),
+        "finished_at": _time(step.finished_at),
+        "duration_seconds": step.duration_seconds,
+        "error": _error(step.error),
+        "rollback": {
+            "status": step.rollback_status,
+            "started_at": _time(step.rollback_started_at),
+            "finished_at": _time(step.rollback_finished_at),
+            "error": _error(step.rollback_error),
+        },
+    }
+
+
+def run_document(run: RunRow) -> dict[str, Any]:
+    """The body of ``GET /runs/{id}`` as plain JSON values (the ``RunPublic`` schema).
+
+    Built by hand because it is on the hot paths (every ``POST /runs`` answers with it and
+    every stream starts with it); a test checks it against ``RunPublic``.
+    """
+    return {
+        "id": run.id,
+        "pipeline": run.pipeline,
+        "status": run.status.value,
+        "progress": run.progress,
+        "rollback_progress": run.rollback_progress,
+        "params": run.params,
+        "labels": run.labels,
+        "created_at": _time(run.created_at),
+        "started_at": _time(run.started_at),
+        "finished_at": _time(run.finished_at),
+        "updated_at": _time(run.updated_at),
+        "error": _error(run.error),
+        "result": run.result,
+        "summary": run.summary,
+        "cancel_requested": run.cancel_requested,
+        "last_event_id": run.last_seq,
+        "steps": [_step(s) for s in run.steps],
+    }
+
+
+def run_json(run: RunRow) -> str:
+    """``run_document`` as JSON text."""
+    return json.dumps(run_document(run), separators=(",", ":"), default=str)
 
 
 def run_public(run: RunRow) -> RunPublic:
-    return RunPublic(
-        id=run.id,
-        pipeline=run.pipeline,
-        status=run.status,
-        progress=run.progress,
-        rollback_progress=run.rollback_progress,
-        params=run.params,
-        labels=run.labels,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        finished_at=run.finished_at,
-        updated_at=run.updated_at,
-        error=_error(run.error),
-        result=run.result,
-        summary=run.summary,
-        cancel_requested=run.cancel_requested,
-        last_event_id=run.last_seq,
-        steps=[_step(s) for s in run.steps],
-    )
+    return RunPublic.model_validate(run_document(run))
 
 
 def pipeline_public(pipeline: Pipeline) -> PipelinePublic:
@@ -97,20 +115,6 @@ def pipeline_public(pipeline: Pipeline) -> PipelinePublic:
             for s in pipeline.default_steps()
         ],
     )
-
-
-def event_json(event: EventRow) -> str:
-    """The ``data:`` of an SSE event: the event's own fields plus who and when."""
-    body = {
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "id": event.id,
-        "type": event.type,
-        "pipeline": event.pipeline,
-        "time": event.created_at.isoformat(),
-        **event.data,
-    }
-    return json.dumps(body, default=str, separators=(",", ":"))
 
 
 def log_line(event: EventRow) -> LogLinePublic:

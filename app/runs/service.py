@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from app.errors import InvalidParams, InvalidTransition, PipelineNotFound
 from app.pipelines.catalog import Pipeline
@@ -19,6 +19,8 @@ from app.store.base import Store
 from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow
 
 __all__ = ["RunService", "request_hash"]
+
+STEP_CACHE_SIZE = 1024
 
 
 def request_hash(pipeline: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
@@ -39,6 +41,7 @@ class RunService:
         self, store: Store, bus: EventBus, workers: WorkerPool, pipelines: dict[str, Pipeline]
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
+        self._step_cache: dict[tuple[str, str], tuple[NewStep, ...]] = {}
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -66,7 +69,7 @@ class RunService:
                 ],
             ) from exc
         stored_params = model.model_dump(mode="json")
-        steps = tuple(NewStep(s.name, s.weight, s.can_rollback) for s in pipeline.steps_for(model))
+        steps = self._steps(pipeline, model, stored_params)
         new = NewRun(
             pipeline=pipeline.name,
             params=stored_params,
@@ -81,6 +84,22 @@ class RunService:
         self.bus.publish(event)
         self.workers.wake()
         return run, True
+
+    def _steps(
+        self, pipeline: Pipeline, model: BaseModel, params: dict[str, Any]
+    ) -> tuple[NewStep, ...]:
+        # Building a pipeline's registry costs more than the rest of a request, and its
+        # steps depend on nothing but the params: remember them per params.
+        key = (pipeline.name, json.dumps(params, sort_keys=True, default=str))
+        steps = self._step_cache.get(key)
+        if steps is None:
+            steps = tuple(
+                NewStep(s.name, s.weight, s.can_rollback) for s in pipeline.steps_for(model)
+            )
+            if len(self._step_cache) >= STEP_CACHE_SIZE:
+                self._step_cache.pop(next(iter(self._step_cache)))
+            self._step_cache[key] = steps
+        return steps
 
     async def get(self, run_id: str) -> RunRow:
         return await self.store.get_run(run_id)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from app.states import RunStatus
@@ -57,7 +59,7 @@ class RunRow:
     steps: tuple[StepRow, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class EventRow:
     """One durable event: ``seq`` within its run, ``id`` across all runs."""
 
@@ -68,6 +70,20 @@ class EventRow:
     pipeline: str
     created_at: datetime
     data: dict[str, Any]
+
+    @cached_property
+    def json(self) -> str:
+        """The event as one JSON object, built once however many streams send it."""
+        body = {
+            "run_id": self.run_id,
+            "seq": self.seq,
+            "id": self.id,
+            "type": self.type,
+            "pipeline": self.pipeline,
+            "time": self.created_at.isoformat(),
+            **self.data,
+        }
+        return json.dumps(body, default=str, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)

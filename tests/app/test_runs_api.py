@@ -300,3 +300,20 @@ async def test_queued_runs_wait_for_a_free_worker(client: httpx.AsyncClient, app
     GATES.open(gate)
     for run_id in (*blockers, waiting):
         assert await wait_until_finished(app, run_id) == "succeeded"
+
+
+async def test_the_run_document_matches_the_public_schema_exactly(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    from app.api.schemas import RunPublic
+    from app.api.views import run_document
+
+    body = {"pipeline": "controlled", "params": {"fail_at": "b", "undo_fails": ["a"]}}
+    run_id = (await client.post("/runs", json=body)).json()["id"]
+    await wait_until_finished(app, run_id)
+    run = await services_of(app).store.get_run(run_id)
+
+    document = run_document(run)
+
+    assert RunPublic.model_validate(document).model_dump(mode="json") == document
+    assert (await client.get(f"/runs/{run_id}")).json() == document

@@ -17,7 +17,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
-from app.api.views import event_json, run_public
+from app.api.views import run_json
 from app.errors import BadRequest
 from app.states import TERMINAL
 from app.store.records import EventRow
@@ -48,7 +48,7 @@ def _position(last_event_id: str | None) -> int | None:
 
 
 def _sse(event: EventRow, event_id: int, retry: int | None = None) -> ServerSentEvent:
-    return ServerSentEvent(event_json(event), event=event.type, id=str(event_id), retry=retry)
+    return ServerSentEvent(event.json, event=event.type, id=str(event_id), retry=retry)
 
 
 def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
@@ -105,7 +105,7 @@ async def _run_events(
     async with services.bus.subscribe(run_id) as subscription:
         if position is None:
             run = await store.get_run(run_id)
-            snapshot = run_public(run).model_dump_json()
+            snapshot = run_json(run)
             yield ServerSentEvent(snapshot, event="run.snapshot", id=str(run.last_seq), retry=retry)
             retry = None
             sent = run.last_seq
