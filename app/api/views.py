@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
+
+from pydantic_core import to_json
 
 from app.api.schemas import (
     LogLinePublic,
@@ -79,9 +80,9 @@ def run_document(run: RunRow) -> dict[str, Any]:
     }
 
 
-def run_json(run: RunRow) -> str:
-    """``run_document`` as JSON text."""
-    return json.dumps(run_document(run), separators=(",", ":"), default=str)
+def run_json(run: RunRow) -> bytes:
+    """``run_document`` as JSON."""
+    return to_json(run_document(run), fallback=str)
 
 
 def run_public(run: RunRow) -> RunPublic:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any
+
+from pydantic_core import to_json
 
 from app.states import RunStatus
 
@@ -83,7 +84,7 @@ class EventRow:
             "time": self.created_at.isoformat(),
             **self.data,
         }
-        return json.dumps(body, default=str, separators=(",", ":"))
+        return to_json(body, fallback=str).decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -105,7 +105,7 @@ async def _run_events(
     async with services.bus.subscribe(run_id) as subscription:
         if position is None:
             run = await store.get_run(run_id)
-            snapshot = run_json(run)
+            snapshot = run_json(run).decode()
             yield ServerSentEvent(snapshot, event="run.snapshot", id=str(run.last_seq), retry=retry)
             retry = None
             sent = run.last_seq
