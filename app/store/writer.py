@@ -16,11 +16,12 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["GroupCommitWriter", "connect"]
+__all__ = ["GroupCommitWriter", "StoreSettingsError", "connect", "verify_settings"]
 
 T = TypeVar("T")
 MAX_BATCH = 512
 BUSY_TIMEOUT_MS = 5000
+FULL = 2  # PRAGMA synchronous: an acknowledged commit survives an OS crash or power loss
 PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=FULL",
@@ -32,11 +33,42 @@ Job = Callable[[sqlite3.Connection], Any]
 _STOP = object()
 
 
+class StoreSettingsError(RuntimeError):
+    """The database does not run with the settings that make runs durable."""
+
+
+def verify_settings(connection: sqlite3.Connection) -> None:
+    """Refuse a connection that is not in WAL mode with ``synchronous=FULL`` and a busy
+    timeout: without them an acknowledged run could be lost or a write could fail on a
+    lock. (SQLite silently keeps its old journal mode where WAL is not possible, for
+    example on some network file systems or for an in-memory database.)"""
+    mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
+    synchronous = connection.execute("PRAGMA synchronous").fetchone()[0]
+    timeout = connection.execute("PRAGMA busy_timeout").fetchone()[0]
+    problems = []
+    if str(mode).lower() != "wal":
+        problems.append(f"journal_mode is {mode}, not wal")
+    if synchronous != FULL:
+        problems.append(f"synchronous is {synchronous}, not 2 (FULL)")
+    if timeout < BUSY_TIMEOUT_MS:
+        problems.append(f"busy_timeout is {timeout} ms, under {BUSY_TIMEOUT_MS}")
+    if problems:
+        raise StoreSettingsError(
+            "the SQLite database cannot run with the settings that keep runs durable: "
+            + "; ".join(problems)
+        )
+
+
 def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     """A connection with the store's pragmas, in autocommit mode (we say BEGIN ourselves)."""
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    for pragma in PRAGMAS:
-        connection.execute(pragma)
+    try:
+        for pragma in PRAGMAS:
+            connection.execute(pragma)
+        verify_settings(connection)
+    except BaseException:
+        connection.close()
+        raise
     if read_only:
         connection.execute("PRAGMA query_only=ON")
     return connection
