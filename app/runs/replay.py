@@ -1,6 +1,6 @@
 """Rebuilding a run's observable state from its event log alone.
 
-The store writes every change of a run together with its event (``app.store.sql``), and
+The store writes every change of a run together with its event (``app.store.sqlite``), and
 every event carries the run's status and progress after the change. ``replay`` folds a log
 back into the state ``GET /runs/{id}`` shows, so a test (or a consumer of the SSE stream) can
 check that the log tells the whole story.

@@ -1,15 +1,18 @@
-"""Where runs, steps and events live: the ``Store`` interface and its implementations."""
+"""Where runs, steps and events live: the ``Store`` interface and its implementation."""
 
 from __future__ import annotations
 
 from app.store.base import Store
-from app.store.sql import SqlStore
 from app.store.sqlite import SqliteStore, sqlite_path
 
-__all__ = ["SqlStore", "SqliteStore", "Store", "open_store"]
+__all__ = ["SqliteStore", "Store", "open_store"]
 
 
 def open_store(url: str) -> Store:
-    """The store for ``url``: the group-committing SQLite store for a SQLite file, the
-    SQLAlchemy store for any other database."""
-    return SqliteStore(url) if sqlite_path(url) is not None else SqlStore(url)
+    """The store for ``url``: a SQLite file (the embedded default)."""
+    if sqlite_path(url) is None:
+        raise ValueError(
+            f"STEPLINE_DATABASE_URL={url!r}: this version stores runs in a SQLite file "
+            "(sqlite+aiosqlite:///path/to/stepline.db)"
+        )
+    return SqliteStore(url)

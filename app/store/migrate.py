@@ -6,12 +6,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-__all__ = ["current_revision", "head_revision", "upgrade", "upgrade_sync"]
+__all__ = ["head_revision", "upgrade_sync"]
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -37,20 +35,3 @@ def upgrade_sync(engine: Engine) -> None:
     """Bring the database to the newest migration (synchronous engines)."""
     with engine.begin() as connection:
         _upgrade_on(connection)
-
-
-async def upgrade(engine: AsyncEngine) -> None:
-    """Bring the database to the newest migration."""
-
-    async with engine.begin() as connection:
-        await connection.run_sync(_upgrade_on)
-
-
-async def current_revision(engine: AsyncEngine) -> str | None:
-    """The migration the database is at (None before the first)."""
-
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
-
-    async with engine.connect() as connection:
-        return await connection.run_sync(read)

@@ -34,6 +34,8 @@ class StepRow:
     rollback_started_at: datetime | None
     rollback_finished_at: datetime | None
     rollback_error: dict[str, Any] | None
+    result_data: dict[str, Any] | None = None
+    rollback_data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,11 @@ class RunRow:
     last_seq: int
     cancel_requested: bool
     rollback_on_cancel: bool
+    owner: str | None = None
+    lease_expires_at: datetime | None = None
+    epoch: int = 0
+    recovery_attempts: int = 0
+    checkpoint: dict[str, Any] | None = None
     steps: tuple[StepRow, ...] = ()
 
 

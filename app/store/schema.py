@@ -73,7 +73,15 @@ runs = Table(
     Column("last_seq", Integer, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("rollback_on_cancel", Boolean, nullable=False, default=True),
+    # Ownership: who executes the run, until when, under which fencing epoch.
+    Column("owner", String(100)),
+    Column("lease_expires_at", UtcDateTime),
+    Column("epoch", Integer, nullable=False, server_default="0"),
+    Column("recovery_attempts", Integer, nullable=False, server_default="0"),
+    # The run's context after its latest step (its JSON fields), for recovery.
+    Column("checkpoint", JSON),
     Index(None, "status", "id"),
+    Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),
 )
 
@@ -96,6 +104,8 @@ step_runs = Table(
     Column("rollback_started_at", UtcDateTime),
     Column("rollback_finished_at", UtcDateTime),
     Column("rollback_error", JSON),
+    Column("result_data", JSON),
+    Column("rollback_data", JSON),
 )
 
 # The durable event log (outbox): ``seq`` is gapless per run, ``id`` orders all runs' events.

@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import to_json
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
 from app.errors import IdempotencyConflict, InvalidTransition, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
-from app.store.engine import json_dumps
 from app.store.migrate import head_revision, upgrade_sync
 from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
 from app.store.writer import GroupCommitWriter, connect
@@ -38,20 +38,32 @@ READERS = 4
 _RUN_COLUMNS = (
     "id, pipeline, status, params, labels, progress, rollback_progress, error, result, "
     "summary, created_at, started_at, finished_at, updated_at, last_seq, cancel_requested, "
-    "rollback_on_cancel"
+    "rollback_on_cancel, owner, lease_expires_at, epoch, recovery_attempts, checkpoint"
 )
 _STEP_COLUMNS = (
     'run_id, "index", name, weight, can_rollback, status, progress, attempts, started_at, '
     "finished_at, duration_seconds, error, rollback_status, rollback_started_at, "
-    "rollback_finished_at, rollback_error"
+    "rollback_finished_at, rollback_error, result_data, rollback_data"
 )
 _EVENT_COLUMNS = "id, run_id, seq, type, pipeline, created_at, data"
-_JSON_COLUMNS = frozenset({"params", "labels", "error", "result", "rollback_error", "data"})
+_JSON_COLUMNS = frozenset(
+    {"params", "labels", "error", "result", "rollback_error", "data", "checkpoint",
+     "result_data", "rollback_data"}
+)  # fmt: skip
 _BOOL_COLUMNS = frozenset({"cancel_requested", "rollback_on_cancel", "can_rollback"})
 _TIME_COLUMNS = frozenset(
     {"created_at", "started_at", "finished_at", "updated_at", "rollback_started_at",
-     "rollback_finished_at"}
+     "rollback_finished_at", "lease_expires_at"}
 )  # fmt: skip
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for stored documents; values JSON cannot hold are stored as their ``str``.
+
+    pydantic-core's encoder: four times as fast as the standard library's, and it is on
+    every write.
+    """
+    return to_json(value, fallback=str).decode()
 
 
 def sqlite_path(url: str) -> str | None:
@@ -218,7 +230,8 @@ class SqliteStore:
         stamp = _time_text(now)
         conn.execute(
             f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "
-            "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1)",
+            "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
+            "NULL, NULL, 0, 0, NULL)",
             (run_id, run.pipeline, RunStatus.queued.value, json_dumps(run.params),
              json_dumps(run.labels), stamp, stamp),
         )  # fmt: skip
