@@ -8,7 +8,8 @@
     │   └── PipelineNotFound      404  pipeline-not-found
     ├── Conflict                  409  conflict
     │   ├── InvalidTransition     409  invalid-transition
-    │   └── IdempotencyConflict   409  idempotency-key-reused
+    │   ├── IdempotencyConflict   409  idempotency-key-reused
+    │   └── LeaseLost             409  lease-lost (internal: a stale owner's write)
     ├── InvalidParams             422  invalid-params
     ├── BadRequest                400  bad-request
     ├── PayloadTooLarge           413  payload-too-large
@@ -26,6 +27,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidParams",
     "InvalidTransition",
+    "LeaseLost",
     "NotFound",
     "PayloadTooLarge",
     "PipelineNotFound",
@@ -77,6 +79,12 @@ class InvalidTransition(Conflict):
 
 class IdempotencyConflict(Conflict):
     slug, title = "idempotency-key-reused", "Idempotency-Key reused with another request"
+
+
+class LeaseLost(Conflict):
+    """A write carried a fencing epoch that is no longer the run's: another owner took it."""
+
+    slug, title = "lease-lost", "The run belongs to another owner now"
 
 
 class InvalidParams(SteplineError):

@@ -59,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         concurrency=settings.workers,
         poll_seconds=settings.poll_seconds,
         progress_interval=1 / settings.progress_per_second,
+        lease_seconds=settings.lease_seconds,
         on_step_finished=metrics.observe_step,
     )
     services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)

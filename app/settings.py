@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     page_size_default: int = Field(50, ge=1)
     page_size_max: int = Field(200, ge=1)
     poll_seconds: float = Field(1.0, gt=0, description="How often idle workers look for runs.")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="How long a worker owns a run without renewing its lease."
+    )
     graceful_shutdown_seconds: float = Field(10.0, ge=0)
 
     @field_validator("pipelines", mode="before")

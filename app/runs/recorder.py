@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from app.errors import LeaseLost
 from app.runs.bus import EventBus
 from app.states import RollbackStatus, RunStatus, StepStatus
 from app.store.base import Store
@@ -60,11 +61,14 @@ class RunRecorder:
         bus: EventBus,
         run_id: str,
         *,
+        epoch: int,
         progress_interval: float,
         result: ResultReader,
         on_step_finished: StepTimer | None = None,
+        on_lease_lost: Callable[[], None] | None = None,
     ) -> None:
-        self.store, self.bus, self.run_id = store, bus, run_id
+        self.store, self.bus, self.run_id, self.epoch = store, bus, run_id, epoch
+        self.on_lease_lost = on_lease_lost
         self.interval = progress_interval
         self.result = result
         self.on_step_finished = on_step_finished
@@ -151,7 +155,15 @@ class RunRecorder:
     async def _locked_write(self, change: Change) -> None:
         try:
             async with self._lock:
-                stored = await self.store.apply(self.run_id, change)
+                if self._detached:
+                    return
+                stored = await self.store.apply(self.run_id, change, self.epoch)
+        except LeaseLost:
+            # Another owner has the run: this write changed nothing, and none will follow.
+            self.detach()
+            if self.on_lease_lost is not None:
+                self.on_lease_lost()
+            return
         except Exception:
             log.exception("run %s: cannot store %s", self.run_id, change.event)
             raise

@@ -8,12 +8,17 @@ another: everything a run raises is caught and recorded on that run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from app.errors import LeaseLost
 from app.pipelines.catalog import Pipeline, RunPlan
 from app.runs.bus import EventBus
 from app.runs.recorder import RunRecorder, error_document
@@ -27,6 +32,7 @@ __all__ = ["WorkerPool"]
 log = logging.getLogger("stepline.worker")
 
 StepTimer = Callable[[str, str, float], None]
+HEARTBEATS_PER_LEASE = 3
 
 
 class WorkerPool:
@@ -41,9 +47,13 @@ class WorkerPool:
         concurrency: int,
         poll_seconds: float,
         progress_interval: float,
+        lease_seconds: float,
+        owner: str | None = None,
         on_step_finished: StepTimer | None = None,
     ) -> None:
         self.store, self.bus, self.pipelines = store, bus, pipelines
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease_seconds = lease_seconds
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.progress_interval = progress_interval
@@ -52,7 +62,9 @@ class WorkerPool:
         self._idle = asyncio.Event()
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._running: dict[str, tuple[Orchestrator[Any], RunRecorder]] = {}
+        self._epochs: dict[str, int] = {}
         self._dispatcher: asyncio.Task[None] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     @property
     def busy(self) -> int:
@@ -61,6 +73,7 @@ class WorkerPool:
 
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="stepline-dispatcher")
+        self._heartbeat = asyncio.create_task(self._renew(), name="stepline-heartbeat")
 
     def wake(self) -> None:
         """A run was queued: look now rather than at the next poll."""
@@ -93,9 +106,10 @@ class WorkerPool:
         stays as stored, for recovery to take over. Tasks still busy after ``grace``
         seconds are cancelled.
         """
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            await asyncio.gather(self._dispatcher, return_exceptions=True)
+        for background in (self._dispatcher, self._heartbeat):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
         for orchestrator, recorder in self._running.values():
             recorder.detach()
             orchestrator.abandon("the service is stopping")
@@ -112,7 +126,7 @@ class WorkerPool:
             claimed = []
             if free > 0:
                 try:
-                    claimed = await self.store.claim_queued(free)
+                    claimed = await self.store.claim_queued(free, self.owner, self.lease_seconds)
                 except Exception:
                     log.exception("cannot claim queued runs")
             for run, event in claimed:
@@ -134,7 +148,35 @@ class WorkerPool:
     def _done(self, run_id: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(run_id, None)
         self._running.pop(run_id, None)
+        self._epochs.pop(run_id, None)
         self.wake()
+
+    async def _renew(self) -> None:
+        """Heartbeat: renew the leases of the runs executing here, often enough that one
+        late renewal does not lose them; drop the runs another owner has taken."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / HEARTBEATS_PER_LEASE)
+            if not self._epochs:
+                continue
+            try:
+                lost = await self.store.renew_leases(
+                    self.owner, dict(self._epochs), self.lease_seconds
+                )
+            except Exception:
+                log.exception("cannot renew leases")
+                continue
+            for run_id in lost:
+                self._lost(run_id)
+
+    def _lost(self, run_id: str) -> None:
+        """Another owner has this run now: stop working on it, write nothing more."""
+        running = self._running.get(run_id)
+        if running is None:
+            return
+        log.warning("run %s: another owner took it over; abandoning it here", run_id)
+        orchestrator, recorder = running
+        recorder.detach()
+        orchestrator.abandon("another owner took this run over")
 
     async def _execute(self, run: RunRow) -> None:
         try:
@@ -147,12 +189,15 @@ class WorkerPool:
                 self.store,
                 self.bus,
                 run.id,
+                epoch=run.epoch,
                 progress_interval=self.progress_interval,
                 result=lambda: _result(orchestrator, plan),
                 on_step_finished=self._timer(run.pipeline),
+                on_lease_lost=lambda: self._lost(run.id),
             )
             orchestrator.observers.append(recorder)
             self._running[run.id] = (orchestrator, recorder)
+            self._epochs[run.id] = run.epoch
             if (await self.store.get_run(run.id)).cancel_requested:
                 orchestrator.cancel("cancelled by request")  # the cancel came while claiming
             await orchestrator.execute_async()
@@ -162,9 +207,9 @@ class WorkerPool:
             raise
         except Exception as exc:
             log.exception("run %s failed outside its steps", run.id)
-            await self._fail(run.id, exc)
+            await self._fail(run.id, run.epoch, exc)
 
-    async def _fail(self, run_id: str, exc: BaseException) -> None:
+    async def _fail(self, run_id: str, epoch: int, exc: BaseException) -> None:
         current = await self.store.get_run(run_id)
         if current.status in TERMINAL:
             return
@@ -174,7 +219,8 @@ class WorkerPool:
             {"error": {"type": error["type"], "message": error["message"], "step": None}},
             run={"status": RunStatus.failed, "error": error, "finished_at": datetime.now(UTC)},
         )
-        self.bus.publish(await self.store.apply(run_id, change))
+        with contextlib.suppress(LeaseLost):
+            self.bus.publish(await self.store.apply(run_id, change, epoch))
 
     def _timer(self, pipeline: str) -> Callable[[str, float], None] | None:
         if self.on_step_finished is None:

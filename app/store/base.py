@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Protocol
 
 from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow
@@ -30,11 +31,31 @@ class Store(Protocol):
         and None; for another request, raise ``IdempotencyConflict``.
         """
 
-    async def apply(self, run_id: str, change: Change) -> EventRow:
-        """Write ``change`` and its event; ``InvalidTransition`` if the guard fails."""
+    async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:
+        """Write ``change`` and its event; ``InvalidTransition`` if the guard fails.
 
-    async def claim_queued(self, limit: int) -> list[tuple[RunRow, EventRow]]:
-        """Move up to ``limit`` queued runs, oldest first, to running."""
+        With ``epoch`` (the fencing epoch the writer got when it claimed the run), nothing is
+        written unless the run is still at that epoch: ``LeaseLost`` tells a stale owner.
+        """
+
+    async def claim_queued(
+        self, limit: int, owner: str, lease_seconds: float
+    ) -> list[tuple[RunRow, EventRow]]:
+        """Move up to ``limit`` queued runs, oldest first, to running, owned by ``owner``
+        for ``lease_seconds`` under a new epoch."""
+
+    async def claim_orphans(
+        self, limit: int, owner: str, lease_seconds: float, now: datetime | None = None
+    ) -> list[RunRow]:
+        """Take over unfinished runs whose lease ran out, each under a new epoch."""
+
+    async def renew_leases(
+        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+    ) -> set[str]:
+        """Extend ``owner``'s leases; return the runs it no longer holds."""
+
+    async def release(self, run_id: str, epoch: int) -> bool:
+        """Give up a run unfinished, for recovery to take at once."""
 
     async def get_run(self, run_id: str) -> RunRow:
         """The run with its steps; ``RunNotFound`` if there is none."""

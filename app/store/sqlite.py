@@ -14,9 +14,9 @@ import contextlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +24,7 @@ from pydantic_core import to_json
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from app.errors import IdempotencyConflict, InvalidTransition, RunNotFound
+from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
 from app.store.migrate import head_revision, upgrade_sync
@@ -265,13 +265,17 @@ class SqliteStore:
         )  # fmt: skip
         return created, event
 
-    async def apply(self, run_id: str, change: Change) -> EventRow:
-        return await self.writer.submit(lambda conn: _apply(conn, run_id, change))
+    async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:
+        return await self.writer.submit(lambda conn: _apply(conn, run_id, change, epoch))
 
-    async def claim_queued(self, limit: int) -> list[tuple[RunRow, EventRow]]:
-        return await self.writer.submit(lambda conn: self._claim(conn, limit))
+    async def claim_queued(
+        self, limit: int, owner: str, lease_seconds: float
+    ) -> list[tuple[RunRow, EventRow]]:
+        return await self.writer.submit(lambda conn: self._claim(conn, limit, owner, lease_seconds))
 
-    def _claim(self, conn: sqlite3.Connection, limit: int) -> list[tuple[RunRow, EventRow]]:
+    def _claim(
+        self, conn: sqlite3.Connection, limit: int, owner: str, lease_seconds: float
+    ) -> list[tuple[RunRow, EventRow]]:
         ids = [
             row[0]
             for row in conn.execute(
@@ -281,14 +285,71 @@ class SqliteStore:
         ]
         claimed = []
         for run_id in ids:
+            now = _now()
+            _take(conn, run_id, owner, now + timedelta(seconds=lease_seconds))
             change = Change(
                 "run.started",
+                {"owner": owner},
                 expect=frozenset({RunStatus.queued}),
-                run={"status": RunStatus.running, "started_at": _now()},
+                run={"status": RunStatus.running, "started_at": now},
             )
             event = _apply(conn, run_id, change)
             claimed.append((_read_run(conn, run_id), event))
         return claimed
+
+    async def claim_orphans(
+        self, limit: int, owner: str, lease_seconds: float, now: datetime | None = None
+    ) -> list[RunRow]:
+        """Take over up to ``limit`` unfinished runs whose owner's lease has run out (or
+        that were released); each gets a new epoch, so the old owner can write no more."""
+
+        def job(conn: sqlite3.Connection) -> list[RunRow]:
+            moment = now or _now()
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM runs WHERE status IN (?, ?, ?) AND "
+                    "(lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?",
+                    (RunStatus.running.value, RunStatus.rolling_back.value,
+                     RunStatus.cancelling.value, _time_text(moment), limit),
+                )
+            ]  # fmt: skip
+            for run_id in ids:
+                _take(conn, run_id, owner, moment + timedelta(seconds=lease_seconds))
+            return [_read_run(conn, run_id) for run_id in ids]
+
+        return await self.writer.submit(job)
+
+    async def renew_leases(
+        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+    ) -> set[str]:
+        """Extend the leases of the runs ``owner`` holds; return those it no longer holds."""
+
+        def job(conn: sqlite3.Connection) -> set[str]:
+            until = _time_text(_now() + timedelta(seconds=lease_seconds))
+            lost = set()
+            for run_id, epoch in epochs.items():
+                cursor = conn.execute(
+                    "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ? AND epoch = ?",
+                    (until, run_id, owner, epoch),
+                )
+                if cursor.rowcount == 0:
+                    lost.add(run_id)
+            return lost
+
+        return await self.writer.submit(job)
+
+    async def release(self, run_id: str, epoch: int) -> bool:
+        """Give up a run without finishing it, so that recovery can take it at once."""
+
+        def job(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE runs SET owner = NULL, lease_expires_at = NULL WHERE id = ? AND epoch = ?",
+                (run_id, epoch),
+            )
+            return cursor.rowcount == 1
+
+        return await self.writer.submit(job)
 
     # -- reads ---------------------------------------------------------------------------
 
@@ -438,12 +499,25 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
     return _run(row, steps)
 
 
-def _apply(conn: sqlite3.Connection, run_id: str, change: Change) -> EventRow:
+def _take(conn: sqlite3.Connection, run_id: str, owner: str, until: datetime) -> None:
+    conn.execute(
+        "UPDATE runs SET owner = ?, lease_expires_at = ?, epoch = epoch + 1 WHERE id = ?",
+        (owner, _time_text(until), run_id),
+    )
+
+
+def _apply(
+    conn: sqlite3.Connection, run_id: str, change: Change, epoch: int | None = None
+) -> EventRow:
     current = conn.execute(
-        "SELECT status, last_seq, progress, pipeline FROM runs WHERE id = ?", (run_id,)
+        "SELECT status, last_seq, progress, pipeline, epoch FROM runs WHERE id = ?", (run_id,)
     ).fetchone()
     if current is None:
         raise RunNotFound(f"no run with id {run_id!r}")
+    if epoch is not None and current[4] != epoch:
+        raise LeaseLost(
+            f"run {run_id} is at epoch {current[4]}; a write for epoch {epoch} is stale"
+        )
     status = RunStatus(current[0])
     if change.expect is not None and status not in change.expect:
         raise InvalidTransition(
