@@ -306,6 +306,7 @@ class Run(Generic[C]):
             index,
             attempt=record.attempts,
             error=error,
+            result=record.result,
             data={"error": message},
         )
 

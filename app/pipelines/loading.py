@@ -9,7 +9,8 @@ from importlib.metadata import entry_points
 from types import ModuleType
 
 from app.pipelines.catalog import Pipeline, pipeline_from
-from steps import BaseAction
+from app.runs.checkpoint import checkpoint_of
+from steps import BaseAction, RuntimeContext
 
 __all__ = ["ENTRY_POINT_GROUP", "PipelineLoadError", "load_pipelines"]
 
@@ -45,6 +46,7 @@ def load_pipelines(
 def _add(found: dict[str, tuple[Pipeline, str]], pipeline: Pipeline, source: str) -> None:
     try:
         pipeline.default_steps()  # builds its registry: duplicate step names, bad weights…
+        _check_checkpointable(pipeline)
     except Exception as exc:
         raise PipelineLoadError(
             f"pipeline {pipeline.name!r} from {source} is not valid: {exc}"
@@ -55,6 +57,14 @@ def _add(found: dict[str, tuple[Pipeline, str]], pipeline: Pipeline, source: str
             f"{found[pipeline.name][1]}"
         )
     found[pipeline.name] = (pipeline, source)
+
+
+def _check_checkpointable(pipeline: Pipeline) -> None:
+    try:
+        params = pipeline.params_model.model_validate({})
+    except ValueError:
+        return  # required params: nothing to build a context from until a run comes
+    checkpoint_of(pipeline.plan(params, RuntimeContext()).context)
 
 
 def _load_path(path: str) -> list[Pipeline]:

@@ -9,6 +9,7 @@ orchestrator before the run moves on; progress is coalesced to at most one write
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 import traceback
@@ -18,6 +19,7 @@ from typing import Any
 
 from app.errors import LeaseLost
 from app.runs.bus import EventBus
+from app.runs.checkpoint import CheckpointError
 from app.states import RollbackStatus, RunStatus, StepStatus
 from app.store.base import Store
 from app.store.records import Change
@@ -29,6 +31,14 @@ log = logging.getLogger("stepline.recorder")
 
 ResultReader = Callable[[], dict[str, Any]]
 StepTimer = Callable[[str, float], None]
+
+# After these, the run's context is checkpointed with the step's new state.
+_CHECKPOINTED = frozenset(
+    {EventType.step_succeeded, EventType.step_failed, EventType.step_skipped,
+     EventType.step_cancelled, EventType.step_rolled_back, EventType.step_rollback_failed}
+)  # fmt: skip
+
+_UNDO_EVENTS = frozenset({EventType.step_rolled_back, EventType.step_rollback_failed})
 
 _TERMINAL_STATUS = {
     EventType.run_succeeded: RunStatus.succeeded,
@@ -66,7 +76,9 @@ class RunRecorder:
         result: ResultReader,
         on_step_finished: StepTimer | None = None,
         on_lease_lost: Callable[[], None] | None = None,
+        checkpoint: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        self.checkpoint = checkpoint
         self.store, self.bus, self.run_id, self.epoch = store, bus, run_id, epoch
         self.on_lease_lost = on_lease_lost
         self.interval = progress_interval
@@ -99,7 +111,28 @@ class RunRecorder:
         change = self._change(event)
         if change is None:
             return None
+        if event.type in _CHECKPOINTED:
+            change = self._with_checkpoint(event, change)
         return asyncio.ensure_future(self._write(change, event.type is not EventType.step_log))
+
+    def _with_checkpoint(self, event: StepEvent, change: Change) -> Change:
+        """Add the context and the step's result to the change, in the same transaction."""
+        run = dict(change.run)
+        if self.checkpoint is not None:
+            try:
+                run["checkpoint"] = self.checkpoint()
+            except CheckpointError:
+                if event.type not in _UNDO_EVENTS:
+                    raise  # fails the step that left the value: the user sees which field
+                # An undo must be recorded whatever its context holds: keep the last
+                # checkpoint that could be taken.
+                log.warning("run %s: context not checkpointed after undo", self.run_id)
+        steps = {i: dict(values) for i, values in change.steps.items()}
+        if event.result is not None and event.index is not None:
+            steps.setdefault(event.index, {}).update(
+                result_data=event.result.data, rollback_data=event.result.rollback_data
+            )
+        return dataclasses.replace(change, run=run, steps=steps)
 
     # -- progress coalescing -------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any
 from app.errors import LeaseLost
 from app.pipelines.catalog import Pipeline, RunPlan
 from app.runs.bus import EventBus
+from app.runs.checkpoint import checkpoint_of
 from app.runs.recorder import RunRecorder, error_document
 from app.states import TERMINAL, RunStatus
 from app.store.base import Store
@@ -194,6 +195,7 @@ class WorkerPool:
                 result=lambda: _result(orchestrator, plan),
                 on_step_finished=self._timer(run.pipeline),
                 on_lease_lost=lambda: self._lost(run.id),
+                checkpoint=lambda: checkpoint_of(plan.context),
             )
             orchestrator.observers.append(recorder)
             self._running[run.id] = (orchestrator, recorder)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -121,3 +122,57 @@ class Noop(BaseStep[Any]):
 NOOP_10 = [Noop(f"step{i}") for i in range(1, 11)]
 
 PIPELINES = [ControlledAction]
+
+
+@dataclass
+class Collected(BaseStepContext):
+    items: list[str] = field(default_factory=list)
+    count: int = 0
+    note: Any = None
+
+
+class CollectParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    unserialisable: bool = False
+
+
+class Collect(BaseStep[Collected]):
+    name = "collect"
+    progress_weight = 1.0
+
+    def execute(self, context: Collected) -> StepResult:
+        context.items.extend(["x", "y"])
+        return StepResult(data={"added": 2}, rollback_data={"remove": ["x", "y"]})
+
+    def rollback(self, context: Collected, result: StepResult) -> None:
+        context.items.clear()
+
+
+class Count(BaseStep[Collected]):
+    name = "count"
+    progress_weight = 1.0
+
+    def execute(self, context: Collected) -> StepResult:
+        context.count = len(context.items)
+        if context.params["unserialisable"]:  # type: ignore[attr-defined]
+            context.note = threading.Event()
+        return StepResult(data={"count": context.count})
+
+
+class CollectAction(BaseAction[CollectParams]):
+    """Two steps that fill a context with fields of its own."""
+
+    name = "collect"
+
+    def create_context(self) -> BaseStepContext:
+        context = Collected(self.runtime_ctx)
+        context.params = self.params.model_dump()  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Collect())
+        registry.register(Count())
+
+
+PIPELINES.append(CollectAction)
