@@ -16,6 +16,7 @@ from steps.errors import OrchestrationError, RunCancelledError, StepFailedError,
 from steps.events import EventType, StepEvent, StepObserver
 from steps.orchestrator import Orchestrator
 from steps.progress import WeightedProgress, normalize_weights
+from steps.recovery import Recovery, StepCheckpoint
 from steps.registry import StepRegistry
 from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
 from steps.result import StepResult
@@ -63,12 +64,14 @@ __all__ = [
     "LoggingStep",
     "OrchestrationError",
     "Orchestrator",
+    "Recovery",
     "RetryPolicy",
     "RollbackStatus",
     "RunCancelledError",
     "RunOutcome",
     "RunReport",
     "RuntimeContext",
+    "StepCheckpoint",
     "StepEvent",
     "StepFailedError",
     "StepLogger",

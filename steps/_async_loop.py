@@ -72,8 +72,12 @@ class _Interrupter:
             self.armed = False
 
 
-async def run_async(orchestrator: Orchestrator[C], run: Run[C]) -> None:
-    """Execute ``run`` forward, then roll back if it did not succeed."""
+async def run_async(orchestrator: Orchestrator[C], run: Run[C], start: int = 0) -> None:
+    """Execute ``run`` forward from step ``start``, then roll back if it did not succeed.
+
+    A run whose outcome is already decided (a recovered run to roll back) skips forward
+    execution and goes straight to its rollback.
+    """
     task = asyncio.current_task()
     if task is None:
         raise RuntimeError("execute_async() must run inside an asyncio task")
@@ -81,7 +85,10 @@ async def run_async(orchestrator: Orchestrator[C], run: Run[C]) -> None:
     unregister = run.token.add_callback(interrupter.request)
     try:
         try:
-            await _forward(orchestrator, run, interrupter)
+            if run.report.outcome is None:
+                await _forward(orchestrator, run, interrupter, start)
+            else:
+                await run.drain()
         except BaseException as exc:
             run.interrupt(exc)
             raise
@@ -92,14 +99,17 @@ async def run_async(orchestrator: Orchestrator[C], run: Run[C]) -> None:
         unregister()
 
 
-async def _forward(orchestrator: Orchestrator[C], run: Run[C], interrupter: _Interrupter) -> None:
+async def _forward(
+    orchestrator: Orchestrator[C], run: Run[C], interrupter: _Interrupter, start: int
+) -> None:
     context, token = orchestrator.context, run.token
     try:
         await run.drain()  # run.started is stored before the first step runs
     except Exception as exc:
         run.interrupt(exc)
         return
-    for index, step in enumerate(run.steps):
+    for index in range(start, len(run.steps)):
+        step = run.steps[index]
         run.enter(index)
         try:
             token.raise_if_cancelled()

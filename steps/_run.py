@@ -17,6 +17,7 @@ from steps.cancellation import Cancelled
 from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
 from steps.events import EventType, StepEvent, StepObserver
 from steps.progress import WeightedProgress
+from steps.recovery import StepCheckpoint
 from steps.registry import StepSpec
 from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
 from steps.result import StepResult
@@ -35,6 +36,9 @@ _ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, k
 # Enum members bound once: looking one up on its class costs more than the rest of a
 # no-op step's bookkeeping line.
 _clock = time.perf_counter
+_UNDO_ENDED = frozenset(
+    {RollbackStatus.rolled_back, RollbackStatus.failed, RollbackStatus.not_supported}
+)
 _RUNNING, _SUCCEEDED = StepStatus.running, StepStatus.succeeded
 _STARTED, _SUCCEEDED_EVENT = EventType.step_started, EventType.step_succeeded
 
@@ -199,6 +203,55 @@ class Run(Generic[C]):
 
     # -- forward execution ---------------------------------------------------------------
 
+    def restore(self, checkpoints: Sequence[StepCheckpoint], resume: bool) -> int:
+        """Take the state of an interrupted run; return the index to continue forward from.
+
+        Finished steps count as done (and will be rolled back if the run fails later).
+        With ``resume`` false, the interrupted step is kept for rollback too, since it may
+        have done part of its work; steps whose rollback already ended are not undone again.
+        """
+        if len(checkpoints) != len(self.records):
+            raise ValueError(
+                f"{len(checkpoints)} step checkpoints for a run of {len(self.records)} steps"
+            )
+        start = len(self.records)
+        for index, (record, saved) in enumerate(zip(self.records, checkpoints, strict=True)):
+            record.attempts = saved.attempts
+            record.rollback = saved.rollback
+            if saved.done:
+                record.status = saved.status
+                record.progress = 1.0
+                result = saved.result or StepResult(skipped=saved.status is StepStatus.skipped)
+                record.result = result
+                self.context.step_results.append(result)
+                self.progress.step_done(index)
+                if saved.status is StepStatus.succeeded:
+                    self.executed.append(index)
+                    if self._irreversible[index]:
+                        self.pivot_index = index
+                continue
+            start = min(start, index)
+            if not resume and saved.status is not StepStatus.pending:
+                record.status = saved.status
+                record.result = saved.result or StepResult(success=False, error="interrupted")
+                self.executed.append(index)
+        return start
+
+    def give_up(self, start: int, reason: str, cancelled: bool) -> None:
+        """Decide a recovered run's outcome without running anything: it rolls back."""
+        interrupted = start < len(self.records) and self.records[start].status in (
+            StepStatus.running,
+            StepStatus.cancelled,
+        )
+        if cancelled:
+            self.cancel(start if interrupted else None, Cancelled(reason))
+        elif interrupted:
+            self.current = start
+            self._mark_failed(start, reason, None)
+        else:
+            self.report.outcome = RunOutcome.failed
+            self.report.error = reason
+
     def begin(self) -> None:
         object.__setattr__(self.context, "_reporter", self)
         self._started_at = time.perf_counter()
@@ -352,8 +405,8 @@ class Run(Generic[C]):
         nothing_to_undo: list[int] = []
         for index in reversed(self.executed):
             record = self.records[index]
-            if index <= self.pivot_index:
-                continue
+            if index <= self.pivot_index or record.rollback in _UNDO_ENDED:
+                continue  # kept behind a pivot, or undone before a restart
             if self.steps[index].supports_rollback:
                 record.rollback = RollbackStatus.pending
                 plan.append(index)

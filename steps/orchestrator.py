@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from steps._run import ProgressCallback, Run
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
 from steps.events import StepObserver
+from steps.recovery import Recovery, StepCheckpoint
 from steps.registry import StepRegistry
 from steps.report import RunOutcome, RunReport
 from steps.result import StepResult
@@ -107,6 +108,35 @@ class Orchestrator(Generic[C]):
         run = self._start(asyncio.get_running_loop())
         try:
             await run_async(self, run)
+        finally:
+            self._close(run)
+            await run.drain(quiet=True)
+        return self._result(run)
+
+    async def recover_async(
+        self,
+        checkpoints: Sequence[StepCheckpoint],
+        how: Recovery,
+        reason: str = "the process executing this run stopped",
+        *,
+        cancelled: bool = False,
+    ) -> dict[str, Any]:
+        """Finish a run another process left unfinished, from its stored steps.
+
+        ``resume`` runs the interrupted step again and carries on; ``rollback`` undoes, in
+        reverse order, every step that ran (the interrupted one included) whose undo had
+        not already ended, and ends the run failed (or ``cancelled``) with ``reason``.
+        """
+        import asyncio
+
+        from steps._async_loop import run_async
+
+        run = self._start(asyncio.get_running_loop())
+        try:
+            start = run.restore(checkpoints, resume=how is Recovery.resume)
+            if how is Recovery.rollback:
+                run.give_up(start, reason, cancelled)
+            await run_async(self, run, start)
         finally:
             self._close(run)
             await run.drain(quiet=True)
