@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         poll_seconds=settings.poll_seconds,
         progress_interval=1 / settings.progress_per_second,
         lease_seconds=settings.lease_seconds,
+        max_recovery_attempts=settings.max_recovery_attempts,
         on_step_finished=metrics.observe_step,
     )
     services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)

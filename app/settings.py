@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         30.0, gt=0, description="How long a worker owns a run without renewing its lease."
     )
+    max_recovery_attempts: int = Field(
+        3, ge=0, description="Recoveries of one run before it ends failed."
+    )
     graceful_shutdown_seconds: float = Field(10.0, ge=0)
 
     @field_validator("pipelines", mode="before")

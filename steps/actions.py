@@ -17,6 +17,7 @@ from steps._run import ProgressCallback
 from steps.context import BaseStepContext, RuntimeContext
 from steps.events import StepObserver
 from steps.orchestrator import Orchestrator
+from steps.recovery import Recovery
 from steps.registry import StepRegistry
 
 __all__ = [
@@ -53,6 +54,8 @@ class BaseAction(Generic[P]):
     description: ClassVar[str] = ""
     params_model: ClassVar[type[BaseModel]] = ActionParams
     context_class: ClassVar[type[BaseStepContext]] = BaseStepContext
+    recovery: ClassVar[Recovery] = Recovery.rollback
+    """How a run interrupted by a crash is finished: roll back, or resume (idempotent steps)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

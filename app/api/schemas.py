@@ -144,6 +144,9 @@ class PipelinePublic(BaseModel):
     description: str
     steps: list[PipelineStepPublic]
     params_schema: dict[str, Any]
+    recovery: Literal["rollback", "resume"] = Field(
+        description="How a run interrupted by a crash is finished."
+    )
 
 
 class PipelinesPublic(BaseModel):

@@ -95,6 +95,7 @@ def pipeline_public(pipeline: Pipeline) -> PipelinePublic:
         title=pipeline.title,
         description=pipeline.description,
         params_schema=pipeline.params_schema(),
+        recovery=pipeline.recovery.value,
         steps=[
             PipelineStepPublic(
                 name=s.name,

@@ -18,6 +18,7 @@ from steps import (
     BaseAction,
     BaseStep,
     BaseStepContext,
+    Recovery,
     RetryPolicy,
     RuntimeContext,
     StepRegistry,
@@ -59,6 +60,7 @@ class Pipeline:
     description: str
     params_model: type[BaseModel]
     builder: Builder
+    recovery: Recovery = Recovery.rollback
 
     def plan(self, params: BaseModel, runtime: RuntimeContext) -> RunPlan:
         """A fresh registry and context for one run with ``params``."""
@@ -114,6 +116,7 @@ def _from_action(action: type[BaseAction[Any]]) -> Pipeline:
         description=action.description or _first_line(action.__doc__),
         params_model=action.params_model,
         builder=build,
+        recovery=Recovery(action.recovery),
     )
 
 

@@ -14,19 +14,27 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import LeaseLost
 from app.pipelines.catalog import Pipeline, RunPlan
 from app.runs.bus import EventBus
-from app.runs.checkpoint import checkpoint_of
+from app.runs.checkpoint import checkpoint_of, restore
 from app.runs.recorder import RunRecorder, error_document
-from app.states import TERMINAL, RunStatus
+from app.states import TERMINAL, RollbackStatus, RunStatus, StepStatus
 from app.store.base import Store
-from app.store.records import Change, RunRow
-from steps import CancellationToken, OrchestrationError, Orchestrator, RuntimeContext
+from app.store.records import Change, RunRow, StepRow
+from steps import (
+    CancellationToken,
+    OrchestrationError,
+    Orchestrator,
+    Recovery,
+    RuntimeContext,
+    StepCheckpoint,
+    StepResult,
+)
 
 __all__ = ["WorkerPool"]
 
@@ -49,12 +57,14 @@ class WorkerPool:
         poll_seconds: float,
         progress_interval: float,
         lease_seconds: float,
+        max_recovery_attempts: int = 3,
         owner: str | None = None,
         on_step_finished: StepTimer | None = None,
     ) -> None:
         self.store, self.bus, self.pipelines = store, bus, pipelines
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease_seconds = lease_seconds
+        self.max_recovery_attempts = max_recovery_attempts
         self.concurrency = concurrency
         self.poll_seconds = poll_seconds
         self.progress_interval = progress_interval
@@ -66,6 +76,7 @@ class WorkerPool:
         self._epochs: dict[str, int] = {}
         self._dispatcher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
 
     @property
     def busy(self) -> int:
@@ -75,6 +86,7 @@ class WorkerPool:
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="stepline-dispatcher")
         self._heartbeat = asyncio.create_task(self._renew(), name="stepline-heartbeat")
+        self._recovery = asyncio.create_task(self._recover_periodically(), name="stepline-recovery")
 
     def wake(self) -> None:
         """A run was queued: look now rather than at the next poll."""
@@ -107,7 +119,7 @@ class WorkerPool:
         stays as stored, for recovery to take over. Tasks still busy after ``grace``
         seconds are cancelled.
         """
-        for background in (self._dispatcher, self._heartbeat):
+        for background in (self._dispatcher, self._heartbeat, self._recovery):
             if background is not None:
                 background.cancel()
                 await asyncio.gather(background, return_exceptions=True)
@@ -132,9 +144,7 @@ class WorkerPool:
                     log.exception("cannot claim queued runs")
             for run, event in claimed:
                 self.bus.publish(event)
-                task = asyncio.create_task(self._execute(run), name=f"run-{run.id}")
-                self._tasks[run.id] = task
-                task.add_done_callback(functools.partial(self._done, run.id))
+                self._start_task(run, self._execute(run))
             if not claimed and not self._tasks:
                 self._idle.set()
             if claimed and len(claimed) == free:
@@ -145,6 +155,11 @@ class WorkerPool:
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
+
+    def _start_task(self, run: RunRow, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work, name=f"run-{run.id}")
+        self._tasks[run.id] = task
+        task.add_done_callback(functools.partial(self._done, run.id))
 
     def _done(self, run_id: str, _task: asyncio.Task[None]) -> None:
         self._tasks.pop(run_id, None)
@@ -179,27 +194,34 @@ class WorkerPool:
         recorder.detach()
         orchestrator.abandon("another owner took this run over")
 
+    def _prepare(self, run: RunRow) -> tuple[Orchestrator[Any], RunPlan]:
+        """Build the run's pipeline and an orchestrator whose every write is fenced."""
+        pipeline = self.pipelines[run.pipeline]
+        params = pipeline.params_model.model_validate(run.params)
+        runtime = RuntimeContext(run_id=run.id, cancellation=CancellationToken())
+        plan = pipeline.plan(params, runtime)
+        orchestrator: Orchestrator[Any] = Orchestrator(
+            plan.registry, plan.context, rollback_on_cancel=run.rollback_on_cancel
+        )
+        recorder = RunRecorder(
+            self.store,
+            self.bus,
+            run.id,
+            epoch=run.epoch,
+            progress_interval=self.progress_interval,
+            result=lambda: _result(orchestrator, plan),
+            on_step_finished=self._timer(run.pipeline),
+            on_lease_lost=lambda: self._lost(run.id),
+            checkpoint=lambda: checkpoint_of(plan.context),
+        )
+        orchestrator.observers.append(recorder)
+        self._running[run.id] = (orchestrator, recorder)
+        self._epochs[run.id] = run.epoch
+        return orchestrator, plan
+
     async def _execute(self, run: RunRow) -> None:
         try:
-            pipeline = self.pipelines[run.pipeline]
-            params = pipeline.params_model.model_validate(run.params)
-            runtime = RuntimeContext(run_id=run.id, cancellation=CancellationToken())
-            plan = pipeline.plan(params, runtime)
-            orchestrator: Orchestrator[Any] = Orchestrator(plan.registry, plan.context)
-            recorder = RunRecorder(
-                self.store,
-                self.bus,
-                run.id,
-                epoch=run.epoch,
-                progress_interval=self.progress_interval,
-                result=lambda: _result(orchestrator, plan),
-                on_step_finished=self._timer(run.pipeline),
-                on_lease_lost=lambda: self._lost(run.id),
-                checkpoint=lambda: checkpoint_of(plan.context),
-            )
-            orchestrator.observers.append(recorder)
-            self._running[run.id] = (orchestrator, recorder)
-            self._epochs[run.id] = run.epoch
+            orchestrator, _plan = self._prepare(run)
             if (await self.store.get_run(run.id)).cancel_requested:
                 orchestrator.cancel("cancelled by request")  # the cancel came while claiming
             await orchestrator.execute_async()
@@ -210,6 +232,77 @@ class WorkerPool:
         except Exception as exc:
             log.exception("run %s failed outside its steps", run.id)
             await self._fail(run.id, run.epoch, exc)
+
+    # -- recovery ------------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Take over runs whose owner stopped renewing its lease and finish them, each per
+        its pipeline's policy; return how many were taken."""
+        free = self.concurrency - len(self._tasks)
+        if free <= 0:
+            return 0
+        orphans = await self.store.claim_orphans(free, self.owner, self.lease_seconds)
+        for run in orphans:
+            self._start_task(run, self._recover(run))
+        return len(orphans)
+
+    async def _recover_periodically(self) -> None:
+        while True:
+            try:
+                await self.recover()
+            except Exception:
+                log.exception("cannot recover runs")
+            await asyncio.sleep(self.lease_seconds / HEARTBEATS_PER_LEASE)
+
+    async def _recover(self, run: RunRow) -> None:
+        attempt = run.recovery_attempts + 1
+        try:
+            if attempt > self.max_recovery_attempts:
+                await self._give_up(run, attempt - 1)
+                return
+            pipeline = self.pipelines[run.pipeline]
+            cancelling = run.status is RunStatus.cancelling
+            how = Recovery.rollback if run.status is not RunStatus.running else pipeline.recovery
+            reason = (
+                f"the process executing this run stopped; recovered by {how.value} "
+                f"(attempt {attempt} of {self.max_recovery_attempts})"
+            )
+            recovered = Change(
+                "run.recovered",
+                {"attempt": attempt, "how": how.value, "interrupted": run.status.value,
+                 "reason": reason},
+                run={"recovery_attempts": attempt},
+            )  # fmt: skip
+            self.bus.publish(await self.store.apply(run.id, recovered, run.epoch))
+            orchestrator, plan = self._prepare(run)
+            restore(plan.context, run.checkpoint or {})
+            await orchestrator.recover_async(
+                [_checkpoint(step) for step in run.steps], how, reason, cancelled=cancelling
+            )
+        except OrchestrationError:
+            pass  # recorded by the observer
+        except LeaseLost:
+            pass  # another owner took it meanwhile
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("run %s could not be recovered", run.id)
+            await self._fail(run.id, run.epoch, exc)
+
+    async def _give_up(self, run: RunRow, attempts: int) -> None:
+        reason = (
+            f"gave up after {attempts} recovery attempts: the run stopped its process every time"
+        )
+        change = Change(
+            "run.failed",
+            {"error": {"type": "RecoveryExhausted", "message": reason, "step": None},
+             "summary": reason},
+            run={"status": RunStatus.failed, "finished_at": datetime.now(UTC), "summary": reason,
+                 "error": {"type": "RecoveryExhausted", "message": reason, "step": None}},
+            steps={s.index: {"status": StepStatus.failed} for s in run.steps
+                   if s.status == StepStatus.running},
+        )  # fmt: skip
+        self.bus.publish(await self.store.apply(run.id, change, run.epoch))
 
     async def _fail(self, run_id: str, epoch: int, exc: BaseException) -> None:
         current = await self.store.get_run(run_id)
@@ -243,3 +336,16 @@ def _result(orchestrator: Orchestrator[Any], plan: RunPlan) -> dict[str, Any]:
         "steps": {s.name: s.result.data for s in report.steps if s.result and s.result.data},
         **plan.result(plan.context),
     }
+
+
+def _checkpoint(step: StepRow) -> StepCheckpoint:
+    """A stored step as the step library resumes or rolls back from it."""
+    status = StepStatus(step.status)
+    result = None
+    if step.result_data is not None or step.rollback_data is not None:
+        result = StepResult(
+            success=status is not StepStatus.failed,
+            data=step.result_data or {},
+            rollback_data=step.rollback_data or {},
+        )
+    return StepCheckpoint(status, RollbackStatus(step.rollback_status), step.attempts, result)

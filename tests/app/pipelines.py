@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from steps import BaseAction, BaseStep, BaseStepContext, StepRegistry, StepResult
+from steps import BaseAction, BaseStep, BaseStepContext, Recovery, StepRegistry, StepResult
 
 GATE_TIMEOUT = 30.0
 
@@ -176,3 +176,13 @@ class CollectAction(BaseAction[CollectParams]):
 
 
 PIPELINES.append(CollectAction)
+
+
+class ResumableAction(ControlledAction):
+    """``controlled`` whose steps are idempotent: an interrupted run resumes."""
+
+    name = "resumable"
+    recovery = Recovery.resume
+
+
+PIPELINES.append(ResumableAction)
