@@ -186,3 +186,57 @@ class ResumableAction(ControlledAction):
 
 
 PIPELINES.append(ResumableAction)
+
+
+class LedgerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ledger: str
+    step_seconds: float = 0.1
+
+
+class Ledgered(BaseStep[Any]):
+    """Writes what it does and undoes to a ledger file, one line each, flushed at once."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def _write(self, context: Any, what: str) -> None:
+        with open(context.params["ledger"], "a", encoding="utf-8") as ledger:
+            ledger.write(f"{what} {context.runtime_ctx.run_id} {self.name}\n")
+            ledger.flush()
+
+    def execute(self, context: Any) -> StepResult:
+        self._write(context, "do")
+        context.cancellation.wait(context.params["step_seconds"])
+        context.check_cancelled()
+        return StepResult()
+
+    def rollback(self, context: Any, result: StepResult) -> None:
+        self._write(context, "undo")
+
+
+class LedgerAction(BaseAction[LedgerParams]):
+    """Three steps that take a moment and keep a ledger of their effects."""
+
+    name = "ledger"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params.model_dump()  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("s1", "s2", "s3"):
+            registry.register(Ledgered(name))
+
+
+PIPELINES.append(LedgerAction)

@@ -1,0 +1,172 @@
+"""Real processes, real signals: a killed server loses no run and undoes nothing twice."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+SETTLE_TIMEOUT = 60.0
+TERMINAL_EVENTS = {"run.succeeded", "run.failed", "run.cancelled"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(database: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """``stepline serve`` in a process of its own, with short leases."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "STEPLINE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "STEPLINE_PIPELINES": "tests.app.pipelines",
+        "STEPLINE_ENTRY_POINTS": "false",
+        "STEPLINE_LEASE_SECONDS": "2",
+        "STEPLINE_WORKERS": "4",
+        "STEPLINE_POLL_SECONDS": "0.1",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(port, process)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited while starting"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            with contextlib.suppress(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    raise AssertionError("the server did not become ready")
+
+
+def rows(database: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(database)) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def events(port: int) -> Iterator[dict[str, object]]:
+    """Every run's events, from the first, as the server's ``/events`` stream sends them."""
+    headers = {"Last-Event-ID": "0"}
+    timeout = httpx.Timeout(SETTLE_TIMEOUT, connect=5)
+    with httpx.stream("GET", f"http://127.0.0.1:{port}/events", headers=headers,
+                      timeout=timeout) as response:  # fmt: skip
+        for line in response.iter_lines():
+            if line.startswith("data:"):
+                yield json.loads(line[5:])
+
+
+def wait_all_terminal(port: int, run_ids: list[str]) -> None:
+    """Follow the server's event stream until every run has ended."""
+    waiting = set(run_ids)
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    for event in events(port):
+        if event["type"] in TERMINAL_EVENTS:
+            waiting.discard(str(event["run_id"]))
+        if not waiting:
+            return
+        assert time.monotonic() < deadline, f"runs still unfinished: {sorted(waiting)}"
+
+
+def check_ledger(database: Path, ledger: Path, run_ids: list[str]) -> None:
+    """Every step's effects were applied or undone exactly as its final state says."""
+    lines = collections.Counter(ledger.read_text(encoding="utf-8").split("\n"))
+    for run_id in run_ids:
+        for name, status, rollback in rows(
+            database,
+            'SELECT name, status, rollback_status FROM step_runs WHERE run_id = ? ORDER BY "index"',
+            run_id,
+        ):
+            done, undone = lines[f"do {run_id} {name}"], lines[f"undo {run_id} {name}"]
+            if status == "pending":
+                assert (done, undone) == (0, 0), (run_id, name)
+            elif rollback == "rolled_back":
+                assert done >= 1, (run_id, name, done, undone)
+                assert undone == 1, (run_id, name, done, undone)
+            else:
+                assert status in ("succeeded", "skipped"), (run_id, name, status, rollback)
+                assert done >= 1, (run_id, name, done, undone)
+                assert undone == 0, (run_id, name, done, undone)
+        seqs = [seq for (seq,) in rows(
+            database, "SELECT seq FROM events WHERE run_id = ? ORDER BY seq", run_id
+        )]  # fmt: skip
+        assert seqs == list(range(1, len(seqs) + 1)), run_id
+
+
+def start_runs(port: int, ledger: Path, count: int, step_seconds: float) -> list[str]:
+    body = {"pipeline": "ledger", "params": {"ledger": str(ledger), "step_seconds": step_seconds}}
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        return [client.post("/runs", json=body).json()["id"] for _ in range(count)]
+
+
+def wait_mid_step(port: int) -> None:
+    """Follow the event stream until some run has started its second step."""
+    for event in events(port):
+        if event["type"] == "step.started" and event.get("step") == "s2":
+            return
+
+
+def test_a_kill_9_mid_step_loses_no_run_and_undoes_exactly_what_ran(tmp_path: Path) -> None:
+    database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
+    with server(database, port) as process:
+        run_ids = start_runs(port, ledger, 50, step_seconds=0.2)
+        wait_mid_step(port)
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert rows(database, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0] > 0
+
+    with server(database, port):
+        wait_all_terminal(port, run_ids)
+
+    check_ledger(database, ledger, run_ids)
+    recovered = rows(database, "SELECT count(DISTINCT run_id) FROM events WHERE type = ?",
+                     "run.recovered")  # fmt: skip
+    assert recovered[0][0] >= 1
+
+
+def test_every_acknowledged_run_survives_an_immediate_kill_9(tmp_path: Path) -> None:
+    database, ledger = tmp_path / "s.db", tmp_path / "ledger.txt"
+    acknowledged: list[str] = []
+    port = free_port()
+    for _ in range(4):
+        with server(database, port) as process:
+            acknowledged += start_runs(port, ledger, 50, step_seconds=0.0)
+            process.send_signal(signal.SIGKILL)
+            process.wait(10)
+
+    stored = {run_id for (run_id,) in rows(database, "SELECT id FROM runs")}
+    assert len(acknowledged) == 200
+    assert set(acknowledged) <= stored
