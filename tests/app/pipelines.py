@@ -193,6 +193,8 @@ class LedgerParams(BaseModel):
 
     ledger: str
     step_seconds: float = 0.1
+    fail_at: str | None = None
+    undo_seconds: float = 0.0
 
 
 class Ledgered(BaseStep[Any]):
@@ -218,9 +220,14 @@ class Ledgered(BaseStep[Any]):
         self._write(context, "do")
         context.cancellation.wait(context.params["step_seconds"])
         context.check_cancelled()
+        if context.params["fail_at"] == self.name:
+            raise RuntimeError(f"{self.name} failed on purpose")
         return StepResult()
 
     def rollback(self, context: Any, result: StepResult) -> None:
+        # The undo is written once it is complete: an undo cut short by a crash leaves no
+        # line, and the one that recovery runs again writes it.
+        threading.Event().wait(context.params["undo_seconds"])
         self._write(context, "undo")
 
 

@@ -128,16 +128,21 @@ def check_ledger(database: Path, ledger: Path, run_ids: list[str]) -> None:
         assert seqs == list(range(1, len(seqs) + 1)), run_id
 
 
-def start_runs(port: int, ledger: Path, count: int, step_seconds: float) -> list[str]:
-    body = {"pipeline": "ledger", "params": {"ledger": str(ledger), "step_seconds": step_seconds}}
+def start_runs(
+    port: int, ledger: Path, count: int, step_seconds: float, **params: object
+) -> list[str]:
+    body = {
+        "pipeline": "ledger",
+        "params": {"ledger": str(ledger), "step_seconds": step_seconds, **params},
+    }
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
         return [client.post("/runs", json=body).json()["id"] for _ in range(count)]
 
 
-def wait_mid_step(port: int) -> None:
-    """Follow the event stream until some run has started its second step."""
+def wait_for(port: int, type_: str, step: str) -> None:
+    """Follow the event stream until some run has an event ``type_`` for ``step``."""
     for event in events(port):
-        if event["type"] == "step.started" and event.get("step") == "s2":
+        if event["type"] == type_ and event.get("step") == step:
             return
 
 
@@ -145,7 +150,7 @@ def test_a_kill_9_mid_step_loses_no_run_and_undoes_exactly_what_ran(tmp_path: Pa
     database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
     with server(database, port) as process:
         run_ids = start_runs(port, ledger, 50, step_seconds=0.2)
-        wait_mid_step(port)
+        wait_for(port, "step.started", "s2")
         process.send_signal(signal.SIGKILL)
         process.wait(10)
     assert rows(database, "SELECT count(*) FROM runs WHERE status = 'running'")[0][0] > 0
@@ -157,6 +162,27 @@ def test_a_kill_9_mid_step_loses_no_run_and_undoes_exactly_what_ran(tmp_path: Pa
     recovered = rows(database, "SELECT count(DISTINCT run_id) FROM events WHERE type = ?",
                      "run.recovered")  # fmt: skip
     assert recovered[0][0] >= 1
+
+
+def test_a_kill_9_during_a_rollback_continues_it_without_undoing_a_step_twice(
+    tmp_path: Path,
+) -> None:
+    database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
+    with server(database, port) as process:
+        run_ids = start_runs(port, ledger, 10, 0.05, fail_at="s3", undo_seconds=0.3)
+        wait_for(port, "step.rollback_started", "s2")
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    assert rows(database, "SELECT count(*) FROM runs WHERE status = 'rolling_back'")[0][0] > 0
+
+    with server(database, port):
+        wait_all_terminal(port, run_ids)
+
+    check_ledger(database, ledger, run_ids)
+    statuses = {status for (status,) in rows(database, "SELECT status FROM runs")}
+    assert statuses == {"failed"}
+    undone = rows(database, "SELECT DISTINCT rollback_status FROM step_runs")
+    assert {status for (status,) in undone} == {"rolled_back"}
 
 
 def test_every_acknowledged_run_survives_an_immediate_kill_9(tmp_path: Path) -> None:
