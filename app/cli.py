@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -30,7 +31,16 @@ def _serve(args: argparse.Namespace) -> int:
     except PipelineLoadError as exc:
         print(f"stepline: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(
+    services = application.state.services
+
+    class Server(uvicorn.Server):
+        # At the signal, not after the connections close: open streams get their final
+        # event and new runs a 503 while uvicorn waits for the requests in flight.
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            services.request_shutdown()
+            super().handle_exit(sig, frame)
+
+    config = uvicorn.Config(
         application,
         host=settings.host,
         port=settings.port,
@@ -38,6 +48,7 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
     )
+    Server(config).run()
     return 0
 
 

@@ -6,6 +6,7 @@ module-level app built from ``STEPLINE_*`` environment variables, for ``uvicorn 
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        services.loop = asyncio.get_running_loop()
         workers.start()
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses otherwise set the tail latency of streams.
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            services.begin_shutdown()
             await workers.stop(settings.graceful_shutdown_seconds)
             await store.close()
 

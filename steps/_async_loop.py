@@ -113,6 +113,7 @@ async def _forward(
         run.enter(index)
         try:
             token.raise_if_cancelled()
+            orchestrator._check_stop()
             if orchestrator.before_step is not None:
                 orchestrator.before_step(step.name, context)
             if step.can_skip(context):

@@ -61,6 +61,7 @@ class Orchestrator(Generic[C]):
         self.report: RunReport | None = None
         self._running = False
         self._abandoned = False
+        self._stop_reason: str | None = None
 
     def cancel(self, reason: str | None = None) -> bool:
         """Cancel the run (from any thread); same as cancelling the context's token."""
@@ -74,6 +75,19 @@ class Orchestrator(Generic[C]):
         """
         self._abandoned = True
         self.context.runtime_ctx.cancellation.cancel(reason)
+
+    def stop_after_step(self, reason: str = "stopping") -> None:
+        """Let the running step finish, then stop before the next one, rolling nothing back.
+
+        For a graceful shutdown: the run is left at a step boundary, every finished step
+        recorded, for the next process to carry on.
+        """
+        self._abandoned = True
+        self._stop_reason = reason
+
+    def _check_stop(self) -> None:
+        if self._stop_reason is not None:
+            raise Cancelled(self._stop_reason)
 
     def execute(self) -> dict[str, Any]:
         """Run every step in this thread; async steps make it run on a private event loop."""
@@ -195,6 +209,7 @@ class Orchestrator(Generic[C]):
             try:
                 if token.cancelled:
                     token.raise_if_cancelled()
+                self._check_stop()
                 if before_step is not None:
                     before_step(step.name, context)
                 if step.can_skip(context):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -25,6 +26,21 @@ class Services:
     bus: EventBus
     runs: RunService
     metrics: Metrics
+
+    loop: asyncio.AbstractEventLoop | None = None
+
+    def request_shutdown(self) -> None:
+        """``begin_shutdown`` on the app's event loop, from any thread (a signal handler)."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.begin_shutdown)
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: refuse new runs (503), end every event stream with a
+        final ``stream.closing`` event, and let running steps finish (their runs stop at
+        the step boundary, to be carried on by the next start)."""
+        self.runs.accepting = False
+        self.bus.close()
+        self.runs.workers.begin_stop()
 
 
 def _services(request: Request) -> Services:

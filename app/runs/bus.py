@@ -21,9 +21,10 @@ class Subscription:
 
     def __init__(self, run_id: str | None) -> None:
         self.run_id = run_id
-        self.queue: asyncio.Queue[EventRow] = asyncio.Queue()
+        self.queue: asyncio.Queue[EventRow | None] = asyncio.Queue()
 
-    async def get(self) -> EventRow:
+    async def get(self) -> EventRow | None:
+        """The next event; None once the bus is closed (the server is stopping)."""
         return await self.queue.get()
 
 
@@ -33,6 +34,7 @@ class EventBus:
     def __init__(self) -> None:
         self._by_run: dict[str, set[Subscription]] = {}
         self._everything: set[Subscription] = set()
+        self.closed = False
 
     @property
     def subscriber_count(self) -> int:
@@ -44,9 +46,18 @@ class EventBus:
         for subscription in self._everything:
             subscription.queue.put_nowait(event)
 
+    def close(self) -> None:
+        """Tell every subscriber, now and later, that no more events will come."""
+        self.closed = True
+        for subscribers in (*self._by_run.values(), self._everything):
+            for subscription in subscribers:
+                subscription.queue.put_nowait(None)
+
     @asynccontextmanager
     async def subscribe(self, run_id: str | None = None) -> AsyncIterator[Subscription]:
         subscription = Subscription(run_id)
+        if self.closed:
+            subscription.queue.put_nowait(None)
         if run_id is None:
             self._everything.add(subscription)
         else:

@@ -91,8 +91,14 @@ class RunRecorder:
         self._flush_task: asyncio.Task[None] | None = None
         self._step_started: dict[int, float] = {}
         self._detached = False
+        self._leave_open = False
 
     # -- the observer --------------------------------------------------------------------
+
+    def leave_open(self) -> None:
+        """Record the step in progress, but not the stop that follows it: the run stays
+        open for the next process to carry on."""
+        self._leave_open = True
 
     def detach(self) -> None:
         """Write nothing more: the run is left as stored, for recovery to take over."""
@@ -104,6 +110,8 @@ class RunRecorder:
 
     def on_event(self, event: StepEvent) -> asyncio.Future[None] | None:
         if self._detached or event.type is EventType.run_started:
+            return None
+        if self._leave_open and event.type in (EventType.run_cancelled, EventType.step_cancelled):
             return None  # written when the worker claimed the run
         if event.type is EventType.step_progress:
             self._progress(event)

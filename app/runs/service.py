@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from app.errors import InvalidParams, InvalidTransition, PipelineNotFound
+from app.errors import InvalidParams, InvalidTransition, PipelineNotFound, Unavailable
 from app.pipelines.catalog import Pipeline
 from app.runs.bus import EventBus
 from app.runs.worker import WorkerPool
@@ -42,6 +42,7 @@ class RunService:
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
         self._step_cache: dict[tuple[str, str], tuple[NewStep, ...]] = {}
+        self.accepting = True
 
     def pipeline(self, name: str) -> Pipeline:
         try:
@@ -57,6 +58,8 @@ class RunService:
         idempotency_key: str | None = None,
     ) -> tuple[RunRow, bool]:
         """Validate and queue a run; return it and whether it was created now (not a repeat)."""
+        if not self.accepting:
+            raise Unavailable("the service is shutting down and takes no new runs; retry shortly")
         pipeline = self.pipeline(pipeline_name)
         try:
             model = pipeline.params_model.model_validate(dict(params))

@@ -42,6 +42,7 @@ log = logging.getLogger("stepline.worker")
 
 StepTimer = Callable[[str, str, float], None]
 HEARTBEATS_PER_LEASE = 3
+ABANDON_SECONDS = 2.0  # how long interrupted steps get to reach a cancellation point
 
 
 class WorkerPool:
@@ -77,6 +78,8 @@ class WorkerPool:
         self._dispatcher: asyncio.Task[None] | None = None
         self._heartbeat: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._held: dict[str, int] = {}
 
     @property
     def busy(self) -> int:
@@ -112,26 +115,50 @@ class WorkerPool:
                 if not self._tasks:
                     return
 
-    async def stop(self, grace: float) -> None:
-        """Stop taking runs; abandon the runs executing here without recording an outcome.
-
-        Each run stops at its next cancellation point and nothing is rolled back: the run
-        stays as stored, for recovery to take over. Tasks still busy after ``grace``
-        seconds are cancelled.
-        """
-        for background in (self._dispatcher, self._heartbeat, self._recovery):
+    def begin_stop(self) -> None:
+        """Take no more runs; let each running step finish, then stop its run there."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self._held = dict(self._epochs)  # released at the end, whenever their runs stop
+        for background in (self._dispatcher, self._recovery):
             if background is not None:
                 background.cancel()
-                await asyncio.gather(background, return_exceptions=True)
         for orchestrator, recorder in self._running.values():
-            recorder.detach()
-            orchestrator.abandon("the service is stopping")
+            recorder.leave_open()
+            orchestrator.stop_after_step("the service is stopping")
+
+    async def stop(self, grace: float) -> None:
+        """Stop gracefully within ``grace`` seconds, and release every unfinished run.
+
+        Running steps get ``grace`` seconds to finish (their runs then stop at the step
+        boundary, everything recorded); steps still running after that are interrupted,
+        with nothing rolled back. Either way the run is released, so that the next start
+        takes it over at once: it resumes from the boundary, or is recovered per its
+        pipeline's policy if a step was interrupted.
+        """
+        self.begin_stop()
+        held = {**self._held, **self._epochs}
         tasks = list(self._tasks.values())
         if tasks:
             _done, late = await asyncio.wait(tasks, timeout=grace)
             for task in late:
+                running = self._running.get(task.get_name().removeprefix("run-"))
+                if running is not None:
+                    running[1].detach()
+                    running[0].abandon("the service is stopping")
+            if late:
+                _done, late = await asyncio.wait(late, timeout=ABANDON_SECONDS)
+            for task in late:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        for background in (self._dispatcher, self._recovery, self._heartbeat):
+            if background is not None:
+                background.cancel()
+                await asyncio.gather(background, return_exceptions=True)
+        for run_id, epoch in held.items():
+            with contextlib.suppress(Exception):
+                await self.store.release(run_id, epoch)
 
     async def _dispatch(self) -> None:
         while True:
@@ -239,7 +266,7 @@ class WorkerPool:
         """Take over runs whose owner stopped renewing its lease and finish them, each per
         its pipeline's policy; return how many were taken."""
         free = self.concurrency - len(self._tasks)
-        if free <= 0:
+        if free <= 0 or self._stopping:
             return 0
         orphans = await self.store.claim_orphans(free, self.owner, self.lease_seconds)
         for run in orphans:
@@ -262,7 +289,13 @@ class WorkerPool:
                 return
             pipeline = self.pipelines[run.pipeline]
             cancelling = run.status is RunStatus.cancelling
-            how = Recovery.rollback if run.status is not RunStatus.running else pipeline.recovery
+            interrupted = any(s.status == StepStatus.running for s in run.steps)
+            if run.status is not RunStatus.running:
+                how = Recovery.rollback  # it was rolling back or cancelling: finish that
+            elif not interrupted:
+                how = Recovery.resume  # stopped between steps: nothing to redo or undo
+            else:
+                how = pipeline.recovery
             reason = (
                 f"the process executing this run stopped; recovered by {how.value} "
                 f"(attempt {attempt} of {self.max_recovery_attempts})"

@@ -31,6 +31,7 @@ def settings(tmp_path: Path) -> Settings:
         entry_points=False,
         workers=4,
         poll_seconds=0.05,
+        graceful_shutdown_seconds=0.5,  # tests that stop an app mid-step need not wait long
     )
 
 
@@ -61,6 +62,8 @@ async def wait_until_finished(app: FastAPI, run_id: str, within: float = WAIT) -
         async with asyncio.timeout(within):
             while run.status not in TERMINAL:
                 event = await subscription.get()
+                if event is None:
+                    break
                 if event.type in ("run.succeeded", "run.failed", "run.cancelled"):
                     break
         return (await services.store.get_run(run_id)).status
@@ -75,5 +78,7 @@ async def wait_for_event(app: FastAPI, run_id: str, type_: str, within: float = 
         if any(e.type == type_ for e in stored):
             return
         async with asyncio.timeout(within):
-            while (await subscription.get()).type != type_:
-                pass
+            while True:
+                event = await subscription.get()
+                if event is None or event.type == type_:
+                    return

@@ -242,3 +242,27 @@ def test_token_is_one_way_and_runs_callbacks_once() -> None:
 
 def test_cancelled_is_not_swallowed_by_except_exception() -> None:
     assert not issubclass(Cancelled, Exception)
+
+
+def test_stop_after_step_lets_the_step_finish_and_rolls_nothing_back(
+    make: Callable[..., Step], ctx: Ctx, mode: str
+) -> None:
+    orchestrator_box: list[Orchestrator[Ctx]] = []
+    registry = registry_of(
+        make("a"),
+        make("b", action=lambda c: orchestrator_box[0].stop_after_step("bye")),
+        make("c"),
+    )
+    orchestrator = Orchestrator(registry, ctx)
+    orchestrator_box.append(orchestrator)
+
+    with pytest.raises(RunCancelledError, match="bye") as caught:
+        execute(orchestrator, mode)
+
+    assert ctx.trace == ["exec a", "exec b"]
+    assert [s.status for s in caught.value.report.steps] == [
+        StepStatus.succeeded,
+        StepStatus.succeeded,
+        StepStatus.pending,
+    ]
+    assert {s.rollback for s in caught.value.report.steps} == {RollbackStatus.not_needed}

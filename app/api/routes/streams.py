@@ -9,6 +9,7 @@ what it missed.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -49,6 +50,14 @@ def _position(last_event_id: str | None) -> int | None:
 
 def _sse(event: EventRow, event_id: int, retry: int | None = None) -> ServerSentEvent:
     return ServerSentEvent(event.json, event=event.type, id=str(event_id), retry=retry)
+
+
+def _closing(last_event_id: int) -> ServerSentEvent:
+    # The stream's last word when the server stops: reconnecting with Last-Event-ID (a
+    # browser does it by itself) resumes exactly here, on this server or another.
+    data = json.dumps({"type": "stream.closing", "reason": "the server is shutting down",
+                       "last_event_id": last_event_id})  # fmt: skip
+    return ServerSentEvent(data, event="stream.closing")
 
 
 def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
@@ -125,7 +134,11 @@ async def _run_events(
             if len(batch) < REPLAY_BATCH:
                 break
         while True:  # then live
-            event = await subscription.get()
+            live = await subscription.get()
+            if live is None:
+                yield _closing(sent)
+                return
+            event = live
             if event.seq <= sent:
                 continue
             missed = (
@@ -187,7 +200,11 @@ async def _all_events(
             if len(batch) < REPLAY_BATCH:
                 break
         while True:
-            event = await subscription.get()
+            live = await subscription.get()
+            if live is None:
+                yield _closing(cursor)
+                return
+            event = live
             if event.id <= cursor:
                 continue
             missed = (
