@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from steps import BaseAction, BaseStep, BaseStepContext, Recovery, StepRegistry, StepResult
+from steps import (
+    ActionParams,
+    BaseAction,
+    BaseStep,
+    BaseStepContext,
+    Recovery,
+    StepRegistry,
+    StepResult,
+)
 
 GATE_TIMEOUT = 30.0
 
@@ -247,3 +257,27 @@ class LedgerAction(BaseAction[LedgerParams]):
 
 
 PIPELINES.append(LedgerAction)
+
+
+class Suicide(BaseStep[Any]):
+    """Kills its own process, every time it runs."""
+
+    name = "suicide"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return StepResult()  # never reached
+
+
+class SuicideAction(BaseAction[ActionParams]):
+    """A pipeline whose step stops the process whenever it runs; it resumes on recovery."""
+
+    name = "suicide"
+    recovery = Recovery.resume
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Suicide())
+
+
+PIPELINES.append(SuicideAction)

@@ -24,6 +24,8 @@ ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 60.0
 TERMINAL_EVENTS = {"run.succeeded", "run.failed", "run.cancelled"}
+ACKNOWLEDGE_ITERATIONS = 200
+MAX_RECOVERIES = 3
 
 
 def free_port() -> int:
@@ -33,8 +35,9 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(database: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """``stepline serve`` in a process of its own, with short leases."""
+def server(database: Path, port: int, *, die_ok: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """``stepline serve`` in a process of its own, with short leases. With ``die_ok`` the
+    process may die while starting (a run it recovers kills it)."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -52,7 +55,7 @@ def server(database: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_ready(port, process)
+        wait_ready(port, process, die_ok)
         yield process
     finally:
         if process.poll() is None:
@@ -60,10 +63,12 @@ def server(database: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
         process.wait(10)
 
 
-def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
+def wait_ready(port: int, process: subprocess.Popen[bytes], die_ok: bool = False) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        assert process.poll() is None, "the server exited while starting"
+        if process.poll() is not None:
+            assert die_ok, "the server exited while starting"
+            return
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return
@@ -87,6 +92,17 @@ def events(port: int) -> Iterator[dict[str, object]]:
         for line in response.iter_lines():
             if line.startswith("data:"):
                 yield json.loads(line[5:])
+
+
+def failed_or_dead(port: int, run_id: str) -> bool:
+    """Follow the event stream until the run fails (True) or the server dies (False)."""
+    try:
+        for event in events(port):
+            if event["type"] == "run.failed" and event["run_id"] == run_id:
+                return True
+    except httpx.TransportError:
+        return False
+    return False
 
 
 def wait_all_terminal(port: int, run_ids: list[str]) -> None:
@@ -185,16 +201,52 @@ def test_a_kill_9_during_a_rollback_continues_it_without_undoing_a_step_twice(
     assert {status for (status,) in undone} == {"rolled_back"}
 
 
-def test_every_acknowledged_run_survives_an_immediate_kill_9(tmp_path: Path) -> None:
-    database, ledger = tmp_path / "s.db", tmp_path / "ledger.txt"
+@pytest.mark.timeout(600)
+def test_every_run_acknowledged_just_before_a_kill_9_exists_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
     acknowledged: list[str] = []
-    port = free_port()
-    for _ in range(4):
+    for _ in range(ACKNOWLEDGE_ITERATIONS):
         with server(database, port) as process:
-            acknowledged += start_runs(port, ledger, 50, step_seconds=0.0)
+            acknowledged += start_runs(port, ledger, 1, step_seconds=0.0)
             process.send_signal(signal.SIGKILL)
             process.wait(10)
 
     stored = {run_id for (run_id,) in rows(database, "SELECT id FROM runs")}
-    assert len(acknowledged) == 200
+    assert len(acknowledged) == ACKNOWLEDGE_ITERATIONS
     assert set(acknowledged) <= stored
+
+
+def test_a_run_that_kills_its_process_every_time_ends_failed_and_others_complete(
+    tmp_path: Path,
+) -> None:
+    database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
+    restarts = 0
+    with server(database, port) as process:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            doomed = client.post("/runs", json={"pipeline": "suicide"}).json()["id"]
+        process.wait(START_TIMEOUT)  # its step kills it
+    others: list[str] = []
+    gave_up = False
+    while not gave_up:
+        assert restarts <= MAX_RECOVERIES, "the run crash-loops the service"
+        restarts += 1
+        with server(database, port, die_ok=True) as process:
+            with contextlib.suppress(httpx.TransportError):
+                others += start_runs(port, ledger, 2, step_seconds=0.0)
+            # Recovery resumes the run, which kills the process again, until it gives up.
+            gave_up = failed_or_dead(port, doomed)
+    with server(database, port):
+        others += start_runs(port, ledger, 2, step_seconds=0.0)
+        wait_all_terminal(port, [doomed, *others])
+        run = httpx.get(f"http://127.0.0.1:{port}/runs/{doomed}", timeout=10).json()
+
+    assert run["error"]["type"] == "RecoveryExhausted"
+    assert restarts == MAX_RECOVERIES + 1
+    statuses = dict(rows(database, "SELECT id, status FROM runs"))
+    assert statuses[doomed] == "failed"
+    assert {statuses[run_id] for run_id in others} == {"succeeded"}
+    attempts = rows(database, "SELECT count(*) FROM events WHERE run_id = ? AND type = ?",
+                    doomed, "run.recovered")  # fmt: skip
+    assert attempts[0][0] == MAX_RECOVERIES
