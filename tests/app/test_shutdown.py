@@ -118,14 +118,21 @@ async def test_sigterm_with_runs_and_streams_in_flight(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{port}"
     body = {"pipeline": "ledger", "params": {"ledger": str(ledger), "step_seconds": 0.5}}
     async with stepline(database, port) as process:
-        async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+        limits = httpx.Limits(max_connections=200)  # 100 streams, a slow POST, the rest
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT, limits=limits) as client:
             run_ids = [(await client.post("/runs", json=body)).json()["id"] for _ in range(20)]
+            late_body_may_finish = asyncio.Event()
+            late = asyncio.create_task(post_slowly(client, late_body_may_finish))
             closed = await streams_closed_by_sigterm(client, process, streams=100)
+            late_body_may_finish.set()
+            refused = await late
         started = time.monotonic()
         await asyncio.to_thread(process.wait, GRACE_SECONDS + EXIT_SLACK_SECONDS)
         took = time.monotonic() - started
 
     assert closed == 100
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/problem+json"
     assert took <= GRACE_SECONDS + EXIT_SLACK_SECONDS
     async with (
         stepline(database, port),
@@ -133,6 +140,17 @@ async def test_sigterm_with_runs_and_streams_in_flight(tmp_path: Path) -> None:
     ):
         finished = await asyncio.gather(*(final_status(client, run_id) for run_id in run_ids))
     assert finished == ["succeeded"] * 20
+
+
+async def post_slowly(client: httpx.AsyncClient, may_finish: asyncio.Event) -> httpx.Response:
+    """A POST /runs whose body is still arriving when the server is told to stop."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b'{"pipeline": '
+        await may_finish.wait()
+        yield b'"NOOP_10"}'
+
+    return await client.post("/runs", content=body(), headers={"content-type": "application/json"})
 
 
 async def streams_closed_by_sigterm(
