@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from types import FrameType
@@ -44,7 +45,7 @@ def _serve(args: argparse.Namespace) -> int:
         application,
         host=settings.host,
         port=settings.port,
-        timeout_graceful_shutdown=int(settings.graceful_shutdown_seconds) or None,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
         proxy_headers=False,
         server_header=False,
     )

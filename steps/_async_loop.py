@@ -143,6 +143,8 @@ async def _attempts(
         attempt += 1
         started = run.start_attempt(index, attempt, timeout)
         await run.drain()
+        # A cancel while the drain was awaited found nothing armed to interrupt.
+        run.token.raise_if_cancelled()
         try:
             if on_loop:
                 result = await interrupter.wait(step.execute(context), timeout, step.name)
@@ -165,6 +167,7 @@ async def _attempts(
             delay = policy.delay(attempt)
             run.retrying(index, exc, delay)
             await run.drain()
+            run.token.raise_if_cancelled()
             await interrupter.wait(asyncio.sleep(delay), None, step.name)
             continue
         succeeded = run.complete(index, result, started)

@@ -80,13 +80,14 @@ class Orchestrator(Generic[C]):
         """Let the running step finish, then stop before the next one, rolling nothing back.
 
         For a graceful shutdown: the run is left at a step boundary, every finished step
-        recorded, for the next process to carry on.
+        recorded, for the next process to carry on. A step that fails meanwhile still rolls
+        back as usual: the stop takes effect only at the boundary.
         """
-        self._abandoned = True
         self._stop_reason = reason
 
     def _check_stop(self) -> None:
         if self._stop_reason is not None:
+            self._abandoned = True
             raise Cancelled(self._stop_reason)
 
     def execute(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ orchestrator before the run moves on; progress is coalesced to at most one write
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -38,7 +39,11 @@ _CHECKPOINTED = frozenset(
      EventType.step_cancelled, EventType.step_rolled_back, EventType.step_rollback_failed}
 )  # fmt: skip
 
-_UNDO_EVENTS = frozenset({EventType.step_rolled_back, EventType.step_rollback_failed})
+# A failure or an undo must be recorded whatever the context holds: on these, a context
+# that cannot be checkpointed keeps the last checkpoint instead of failing the write.
+_KEEP_LAST_CHECKPOINT = frozenset(
+    {EventType.step_failed, EventType.step_rolled_back, EventType.step_rollback_failed}
+)
 
 _TERMINAL_STATUS = {
     EventType.run_succeeded: RunStatus.succeeded,
@@ -130,11 +135,9 @@ class RunRecorder:
             try:
                 run["checkpoint"] = self.checkpoint()
             except CheckpointError:
-                if event.type not in _UNDO_EVENTS:
+                if event.type not in _KEEP_LAST_CHECKPOINT:
                     raise  # fails the step that left the value: the user sees which field
-                # An undo must be recorded whatever its context holds: keep the last
-                # checkpoint that could be taken.
-                log.warning("run %s: context not checkpointed after undo", self.run_id)
+                log.warning("run %s: context not checkpointed on %s", self.run_id, event.type)
         steps = {i: dict(values) for i, values in change.steps.items()}
         if event.result is not None and event.index is not None:
             steps.setdefault(event.index, {}).update(
@@ -174,7 +177,8 @@ class RunRecorder:
             self._flush_handle = None
         self._pending_progress = None
         if self._flush_task is not None:
-            await asyncio.shield(self._flush_task)
+            with contextlib.suppress(Exception):  # logged where it failed; not a transition
+                await asyncio.shield(self._flush_task)
 
     def _progress_change(self, event: StepEvent) -> Change:
         assert event.index is not None

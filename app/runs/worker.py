@@ -79,6 +79,7 @@ class WorkerPool:
         self._heartbeat: asyncio.Task[None] | None = None
         self._recovery: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stop_event = asyncio.Event()
         self._held: dict[str, int] = {}
 
     @property
@@ -121,9 +122,10 @@ class WorkerPool:
             return
         self._stopping = True
         self._held = dict(self._epochs)  # released at the end, whenever their runs stop
-        for background in (self._dispatcher, self._recovery):
-            if background is not None:
-                background.cancel()
+        # The claim loops are told, not cancelled: a claim cut short would still commit,
+        # leaving a run owned by nobody alive until its lease ran out.
+        self._stop_event.set()
+        self.wake()
         for orchestrator, recorder in self._running.values():
             recorder.leave_open()
             orchestrator.stop_after_step("the service is stopping")
@@ -138,6 +140,11 @@ class WorkerPool:
         pipeline's policy if a step was interrupted.
         """
         self.begin_stop()
+        loops = [t for t in (self._dispatcher, self._recovery) if t is not None]
+        if loops:
+            _done, stuck = await asyncio.wait(loops, timeout=ABANDON_SECONDS)
+            for task in stuck:
+                task.cancel()
         held = {**self._held, **self._epochs}
         tasks = list(self._tasks.values())
         if tasks:
@@ -161,7 +168,7 @@ class WorkerPool:
                 await self.store.release(run_id, epoch)
 
     async def _dispatch(self) -> None:
-        while True:
+        while not self._stopping:
             free = self.concurrency - len(self._tasks)
             claimed = []
             if free > 0:
@@ -244,13 +251,23 @@ class WorkerPool:
         orchestrator.observers.append(recorder)
         self._running[run.id] = (orchestrator, recorder)
         self._epochs[run.id] = run.epoch
+        if self._stopping:  # claimed just before the stop began
+            self._held[run.id] = run.epoch
+            recorder.leave_open()
+            orchestrator.stop_after_step("the service is stopping")
         return orchestrator, plan
+
+    async def _honour_cancel(self, run_id: str, orchestrator: Orchestrator[Any]) -> None:
+        """A cancel that came while the run was being claimed found nothing to cancel."""
+        current = await self.store.get_run(run_id)
+        if current.cancel_requested:
+            orchestrator.rollback_on_cancel = current.rollback_on_cancel
+            orchestrator.cancel("cancelled by request")
 
     async def _execute(self, run: RunRow) -> None:
         try:
             orchestrator, _plan = self._prepare(run)
-            if (await self.store.get_run(run.id)).cancel_requested:
-                orchestrator.cancel("cancelled by request")  # the cancel came while claiming
+            await self._honour_cancel(run.id, orchestrator)
             await orchestrator.execute_async()
         except OrchestrationError:
             pass  # the run's failure or cancel is recorded by its observer
@@ -274,25 +291,33 @@ class WorkerPool:
         return len(orphans)
 
     async def _recover_periodically(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 await self.recover()
             except Exception:
                 log.exception("cannot recover runs")
-            await asyncio.sleep(self.lease_seconds / HEARTBEATS_PER_LEASE)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.lease_seconds / HEARTBEATS_PER_LEASE):
+                    await self._stop_event.wait()
 
     async def _recover(self, run: RunRow) -> None:
-        attempt = run.recovery_attempts + 1
+        # A run stopped cleanly between steps (a graceful shutdown) lost nothing: it
+        # resumes and does not count as a recovery attempt. One whose step was cut short,
+        # or that failed or was being undone or cancelled, follows its policy and counts.
+        unsettled = run.status is not RunStatus.running or any(
+            s.status in _UNSETTLED for s in run.steps
+        )
+        attempt = run.recovery_attempts + (1 if unsettled else 0)
         try:
             if attempt > self.max_recovery_attempts:
                 await self._give_up(run, attempt - 1)
                 return
             pipeline = self.pipelines[run.pipeline]
             cancelling = run.status is RunStatus.cancelling
-            interrupted = any(s.status == StepStatus.running for s in run.steps)
-            if run.status is not RunStatus.running:
-                how = Recovery.rollback  # it was rolling back or cancelling: finish that
-            elif not interrupted:
+            failed = any(s.status in _ENDED_BADLY for s in run.steps)
+            if run.status is not RunStatus.running or failed:
+                how = Recovery.rollback  # finish the rollback or cancel that had begun
+            elif not unsettled:
                 how = Recovery.resume  # stopped between steps: nothing to redo or undo
             else:
                 how = pipeline.recovery
@@ -309,6 +334,7 @@ class WorkerPool:
             self.bus.publish(await self.store.apply(run.id, recovered, run.epoch))
             orchestrator, plan = self._prepare(run)
             restore(plan.context, run.checkpoint or {})
+            await self._honour_cancel(run.id, orchestrator)
             await orchestrator.recover_async(
                 [_checkpoint(step) for step in run.steps], how, reason, cancelled=cancelling
             )
@@ -332,8 +358,7 @@ class WorkerPool:
              "summary": reason},
             run={"status": RunStatus.failed, "finished_at": datetime.now(UTC), "summary": reason,
                  "error": {"type": "RecoveryExhausted", "message": reason, "step": None}},
-            steps={s.index: {"status": StepStatus.failed} for s in run.steps
-                   if s.status == StepStatus.running},
+            steps={s.index: _given_up(s) for s in run.steps if _given_up(s)},
         )  # fmt: skip
         self.bus.publish(await self.store.apply(run.id, change, run.epoch))
 
@@ -382,3 +407,21 @@ def _checkpoint(step: StepRow) -> StepCheckpoint:
             rollback_data=step.rollback_data or {},
         )
     return StepCheckpoint(status, RollbackStatus(step.rollback_status), step.attempts, result)
+
+
+_UNSETTLED = frozenset({StepStatus.running, StepStatus.failed, StepStatus.cancelled})
+_ENDED_BADLY = frozenset({StepStatus.failed, StepStatus.cancelled})
+
+
+def _given_up(step: StepRow) -> dict[str, Any]:
+    """What a run that gives up says of a step it leaves: nothing is left in progress."""
+    values: dict[str, Any] = {}
+    if step.status == StepStatus.running:
+        values["status"] = StepStatus.failed
+    if step.rollback_status in (RollbackStatus.pending, RollbackStatus.running):
+        values["rollback_status"] = RollbackStatus.failed
+        values["rollback_error"] = {
+            "type": "RecoveryExhausted",
+            "message": "not undone: recovery gave up",
+        }
+    return values

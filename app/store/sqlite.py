@@ -309,9 +309,10 @@ class SqliteStore:
                 row[0]
                 for row in conn.execute(
                     "SELECT id FROM runs WHERE status IN (?, ?, ?) AND "
-                    "(lease_expires_at IS NULL OR lease_expires_at < ?) ORDER BY id LIMIT ?",
+                    "(lease_expires_at IS NULL OR lease_expires_at < ?) "
+                    "AND (owner IS NULL OR owner <> ?) ORDER BY id LIMIT ?",
                     (RunStatus.running.value, RunStatus.rolling_back.value,
-                     RunStatus.cancelling.value, _time_text(moment), limit),
+                     RunStatus.cancelling.value, _time_text(moment), owner, limit),
                 )
             ]  # fmt: skip
             for run_id in ids:

@@ -109,3 +109,28 @@ async def test_a_run_that_keeps_stopping_its_process_ends_failed_after_the_cap(
     assert run["error"]["type"] == "RecoveryExhausted"
     assert "gave up after 3 recovery attempts" in run["summary"]
     assert [s["status"] for s in run["steps"]] == ["succeeded", "failed", "pending"]
+
+
+async def test_a_run_whose_step_had_failed_is_rolled_back_even_if_resumable(
+    short_leases: Settings,
+) -> None:
+    run_id = await leave_held(short_leases, "resumable")
+    path = sqlite_path(short_leases.database_url)
+    assert path is not None
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        # As if the process died between storing step.failed and starting the rollback.
+        conn.execute(
+            'UPDATE step_runs SET status = ? WHERE run_id = ? AND "index" = 1',
+            ("failed", run_id),
+        )
+
+    async with serving(short_leases) as (app, client):
+        assert await wait_until_finished(app, run_id) == "failed"
+        run = (await client.get(f"/runs/{run_id}")).json()
+        stored = await services_of(app).store.run_events(run_id, 0, 1000)
+
+    assert [e.data["how"] for e in stored if e.type == "run.recovered"] == ["rollback"]
+    assert [s["rollback"]["status"] for s in run["steps"]] == [
+        "rolled_back", "rolled_back", "not_needed",
+    ]  # fmt: skip
+    assert [e.data["step"] for e in stored if e.type == "step.started"] == ["a", "b"]

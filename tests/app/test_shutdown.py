@@ -67,6 +67,8 @@ async def test_streams_end_with_a_final_event_and_a_running_step_finishes_first(
     async with restarted.router.lifespan_context(restarted):
         assert await wait_until_finished(restarted, run_id) == "succeeded"
         stored = await services_of(restarted).store.run_events(run_id, 0, 1000)
+        resumed = await services_of(restarted).store.get_run(run_id)
+    assert resumed.recovery_attempts == 0  # a clean stop is not a failed attempt
     started = [e.data["step"] for e in stored if e.type == "step.started"]
     assert started == ["a", "b", "c"]  # b finished before the stop; c ran after the restart
     assert [e.data["how"] for e in stored if e.type == "run.recovered"] == ["resume"]

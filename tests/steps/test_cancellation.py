@@ -16,6 +16,7 @@ from steps import (
     RollbackStatus,
     RunCancelledError,
     RunOutcome,
+    StepFailedError,
     StepStatus,
 )
 
@@ -266,3 +267,22 @@ def test_stop_after_step_lets_the_step_finish_and_rolls_nothing_back(
         StepStatus.pending,
     ]
     assert {s.rollback for s in caught.value.report.steps} == {RollbackStatus.not_needed}
+
+
+def test_a_step_that_fails_after_stop_after_step_still_rolls_back(
+    make: Callable[..., Step], ctx: Ctx, mode: str
+) -> None:
+    orchestrator_box: list[Orchestrator[Ctx]] = []
+
+    def stop_then_fail(context: Ctx) -> None:
+        orchestrator_box[0].stop_after_step("bye")
+        raise RuntimeError("b broke")
+
+    registry = registry_of(make("a"), make("b", action=stop_then_fail), make("c"))
+    orchestrator = Orchestrator(registry, ctx)
+    orchestrator_box.append(orchestrator)
+
+    with pytest.raises(StepFailedError, match="b broke"):
+        execute(orchestrator, mode)
+
+    assert ctx.trace == ["exec a", "exec b", "undo b", "undo a"]
