@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import math
 import os
 import resource
@@ -22,7 +23,7 @@ import sys
 import time
 from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -231,3 +232,23 @@ def child_cpu() -> Iterator[list[float]]:
     finally:
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         box.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+
+
+def print_report(
+    title: str,
+    config: dict[str, Any],
+    rows: Sequence[Row],
+    verdicts: Sequence[Verdict],
+    as_json: bool,
+) -> None:
+    """Print a benchmark's table and verdicts, or the same as JSON with its config."""
+    if as_json:
+        out = {"config": config, "rows": [asdict(r) for r in rows],
+               "verdicts": [asdict(v) for v in verdicts]}  # fmt: skip
+        print(json.dumps(out, indent=2))
+        return
+    print(title)
+    print()
+    print("\n".join(format_rows(rows)))
+    print()
+    print("\n".join(format_verdicts(verdicts)))

@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,7 @@ from _harness import (
     Verdict,
     baseline,
     child_cpu,
-    format_rows,
-    format_verdicts,
+    print_report,
     serving,
     stepline,
     to_row,
@@ -193,19 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         bare, ours = sample(args.reps, args.seconds, Path(tmp))
     table = rows("bare", bare) + rows("stepline", ours)
     items = verdicts(bare, ours)
-    if args.json:
-        out = {"config": config, "rows": [asdict(r) for r in table],
-               "verdicts": [asdict(v) for v in items]}  # fmt: skip
-        print(json.dumps(out, indent=2))
-    else:
-        print(
+    print_report(
+        (
             f"POST /runs: {CONNECTIONS} connections, wrk -t{WRK_THREADS}, "
             f"{args.reps} x {args.seconds} s per target"
-        )
-        print()
-        print("\n".join(format_rows(table)))
-        print()
-        print("\n".join(format_verdicts(items)))
+        ),
+        config,
+        table,
+        items,
+        args.json,
+    )
     return 0
 
 

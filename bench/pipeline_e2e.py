@@ -31,14 +31,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
-import json
 import resource
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,7 @@ from _harness import (
     Row,
     Server,
     Verdict,
-    format_rows,
-    format_verdicts,
+    print_report,
     run_async,
     serving,
     stepline,
@@ -232,19 +230,16 @@ def main(argv: list[str] | None = None) -> int:
         samples = run_async(sample(server, args.reps, args.seconds))
     rows = table(samples)
     items = verdicts(samples)
-    if args.json:
-        out = {"config": config, "rows": [asdict(r) for r in rows],
-               "verdicts": [asdict(v) for v in items]}  # fmt: skip
-        print(json.dumps(out, indent=2))
-    else:
-        print(
+    print_report(
+        (
             f"{PIPELINE} end to end: POST /runs + SSE to the terminal event, "
             f"{args.reps} x {args.seconds:g} s per client count"
-        )
-        print()
-        print("\n".join(format_rows(rows)))
-        print()
-        print("\n".join(format_verdicts(items)))
+        ),
+        config,
+        rows,
+        items,
+        args.json,
+    )
     return 0
 
 

@@ -49,7 +49,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -60,9 +60,8 @@ from _harness import (
     Server,
     Verdict,
     baseline,
-    format_rows,
-    format_verdicts,
     percentile,
+    print_report,
     raise_fd_limit,
     run_async,
     serving,
@@ -303,19 +302,16 @@ def main(argv: list[str] | None = None) -> int:
         "bare", bare_phases, args.subscribers
     )
     items = verdicts(ours_phases, bare_phases)
-    if args.json:
-        out = {"config": config, "rows": [asdict(r) for r in table],
-               "verdicts": [asdict(v) for v in items]}  # fmt: skip
-        print(json.dumps(out, indent=2))
-    else:
-        print(
+    print_report(
+        (
             f"SSE fan-out: {args.subscribers} subscribers on /events, {RUNS} {PIPELINE} runs "
             f"{RUN_INTERVAL_S:g} s apart, {args.reps} reps"
-        )
-        print()
-        print("\n".join(format_rows(table)))
-        print()
-        print("\n".join(format_verdicts(items)))
+        ),
+        config,
+        table,
+        items,
+        args.json,
+    )
     return 0
 
 
