@@ -180,6 +180,8 @@ async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:
     plan = run.plan_rollback()
     await run.drain(quiet=True)  # the failure and the plan are stored before any undo
     for index in plan:
+        if orchestrator._abandoned:
+            return  # another owner has the run: its undos are theirs now, not ours too
         step = run.steps[index]
         result = run.records[index].result or StepResult(success=False)
         started = run.start_rollback(index)

@@ -249,6 +249,8 @@ class Orchestrator(Generic[C]):
 
     def _rollback(self, run: Run[C]) -> None:
         for index in run.plan_rollback():
+            if self._abandoned:
+                return  # another owner has the run: its undos are theirs now, not ours too
             step = run.steps[index]
             started = run.start_rollback(index)
             error: Exception | None = None

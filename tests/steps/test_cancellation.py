@@ -286,3 +286,24 @@ def test_a_step_that_fails_after_stop_after_step_still_rolls_back(
         execute(orchestrator, mode)
 
     assert ctx.trace == ["exec a", "exec b", "undo b", "undo a"]
+
+
+def test_an_abandoned_rollback_stops_undoing(
+    make: Callable[..., Step], ctx: Ctx, mode: str
+) -> None:
+    orchestrator_box: list[Orchestrator[Ctx]] = []
+
+    class AbandonWhileUndoing(Step):
+        def _undo(self, context: Ctx, result: object) -> None:  # type: ignore[override]
+            super()._undo(context, result)  # type: ignore[arg-type]
+            orchestrator_box[0].abandon("lease lost")
+
+    first = AbandonWhileUndoing("a") if mode == "sync" else make("a")
+    registry = registry_of(first, AbandonWhileUndoing("b"), make("c", fail=ValueError("c")))
+    orchestrator = Orchestrator(registry, ctx)
+    orchestrator_box.append(orchestrator)
+
+    with pytest.raises(StepFailedError):
+        execute(orchestrator, mode)
+
+    assert ctx.trace == ["exec a", "exec b", "exec c", "undo c", "undo b"]
