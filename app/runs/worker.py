@@ -157,6 +157,9 @@ class WorkerPool:
             if late:
                 _done, late = await asyncio.wait(late, timeout=ABANDON_SECONDS)
             for task in late:
+                # Its step ignores cancellation and may still be running in a thread: keep
+                # the run owned until its lease runs out, so nobody else runs it meanwhile.
+                held.pop(task.get_name().removeprefix("run-"), None)
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         for background in (self._dispatcher, self._recovery, self._heartbeat):
