@@ -180,6 +180,3 @@ class Problem(BaseModel):
     detail: str | None = None
     instance: str | None = None
     errors: list[dict[str, Any]] | None = None
-
-
-ProblemMediaType = Literal["application/problem+json"]

@@ -5,12 +5,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
-import os
 import signal
-import socket
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,64 +15,22 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .processes import START_SECONDS, free_port, stepline_serve
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 30.0
 SETTLE_TIMEOUT = 60.0
 TERMINAL_EVENTS = {"run.succeeded", "run.failed", "run.cancelled"}
 ACKNOWLEDGE_ITERATIONS = 200
 MAX_RECOVERIES = 3
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def server(database: Path, port: int, *, die_ok: bool = False) -> Iterator[subprocess.Popen[bytes]]:
-    """``stepline serve`` in a process of its own, with short leases. With ``die_ok`` the
-    process may die while starting (a run it recovers kills it)."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "STEPLINE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "STEPLINE_PIPELINES": "tests.app.pipelines",
-        "STEPLINE_ENTRY_POINTS": "false",
-        "STEPLINE_LEASE_SECONDS": "2",
-        "STEPLINE_WORKERS": "4",
-        "STEPLINE_POLL_SECONDS": "0.1",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_ready(port, process, die_ok)
+    """``stepline serve`` in a process of its own, with short leases."""
+    env = {"STEPLINE_LEASE_SECONDS": "2", "STEPLINE_WORKERS": "4", "STEPLINE_POLL_SECONDS": "0.1"}
+    with stepline_serve(database, port, env, die_ok=die_ok) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
-
-
-def wait_ready(port: int, process: subprocess.Popen[bytes], die_ok: bool = False) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            assert die_ok, "the server exited while starting"
-            return
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            with contextlib.suppress(OSError):
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    raise AssertionError("the server did not become ready")
 
 
 def rows(database: Path, sql: str, *params: object) -> list[tuple[object, ...]]:
@@ -226,7 +181,7 @@ def test_a_run_that_kills_its_process_every_time_ends_failed_and_others_complete
     with server(database, port) as process:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             doomed = client.post("/runs", json={"pipeline": "suicide"}).json()["id"]
-        process.wait(START_TIMEOUT)  # its step kills it
+        process.wait(START_SECONDS)  # its step kills it
     others: list[str] = []
     gave_up = False
     while not gave_up:

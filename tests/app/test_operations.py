@@ -7,11 +7,9 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,14 +27,12 @@ from app.store.sqlite import sqlite_path
 
 from .conftest import WAIT, services_of, wait_for_event, wait_until_finished
 from .pipelines import GATES
+from .processes import free_port, wait_until_listening
 
 pytestmark = pytest.mark.anyio
 
 PROBLEM = "application/problem+json"
-START_SECONDS = 20.0  # a server process must listen within this
 STOP_SECONDS = 5.0  # and exit this long after SIGTERM
-CONNECT_SECONDS = 0.5
-RETRY_SECONDS = 0.05  # between attempts to connect, spent waiting on the process
 HTTP_SECONDS = 5.0
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -185,32 +181,6 @@ async def test_metrics_count_a_run_waiting_for_a_busy_worker_as_queued(
 
 
 # -- serving as a process ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A port nothing listens on now (the OS picks it; the server binds it moments later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    """Connect until the server accepts, it exits, or ``START_SECONDS`` pass."""
-    deadline = time.monotonic() + START_SECONDS
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=CONNECT_SECONDS):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"not listening on {port} after {START_SECONDS}s:\n{log.read_text()}"
-                ) from None
-        try:  # wait a little before the next attempt, noticing at once if the server died
-            code = process.wait(timeout=RETRY_SECONDS)
-        except subprocess.TimeoutExpired:
-            continue
-        raise AssertionError(f"the server exited with {code} before listening:\n{log.read_text()}")
 
 
 @contextmanager

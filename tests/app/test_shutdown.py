@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -23,6 +21,7 @@ from app.settings import Settings
 from .conftest import WAIT, services_of, wait_until_finished
 from .live import open_stream, serve
 from .pipelines import GATES
+from .processes import free_port, stepline_serve
 
 pytestmark = pytest.mark.anyio
 
@@ -74,52 +73,27 @@ async def test_streams_end_with_a_final_event_and_a_running_step_finishes_first(
     assert [e.data["how"] for e in stored if e.type == "run.recovered"] == ["resume"]
 
 
-ROOT = Path(__file__).resolve().parents[2]
 GRACE_SECONDS = 2
 EXIT_SLACK_SECONDS = 5
 
 
-@contextlib.asynccontextmanager
-async def stepline(database: Path, port: int) -> AsyncIterator[subprocess.Popen[bytes]]:
+@contextlib.contextmanager
+def stepline(database: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
     env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "STEPLINE_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
-        "STEPLINE_PIPELINES": "tests.app.pipelines",
-        "STEPLINE_ENTRY_POINTS": "false",
         "STEPLINE_GRACEFUL_SHUTDOWN_SECONDS": str(GRACE_SECONDS),
         "STEPLINE_WORKERS": "4",
         "STEPLINE_LEASE_SECONDS": "2",
     }
-    process = subprocess.Popen(  # noqa: ASYNC220 - it outlives every await here
-        [sys.executable, "-m", "app", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        async with httpx.AsyncClient(timeout=2) as probe, asyncio.timeout(WAIT):
-            while True:
-                assert process.poll() is None, "the server exited while starting"
-                with contextlib.suppress(httpx.TransportError):
-                    if (await probe.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.1)  # nothing to wait on before the port is open
+    with stepline_serve(database, port, env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(10)
 
 
 @pytest.mark.slow
 async def test_sigterm_with_runs_and_streams_in_flight(tmp_path: Path) -> None:
-    from .test_crash import free_port
-
     database, ledger, port = tmp_path / "s.db", tmp_path / "ledger.txt", free_port()
     url = f"http://127.0.0.1:{port}"
     body = {"pipeline": "ledger", "params": {"ledger": str(ledger), "step_seconds": 0.5}}
-    async with stepline(database, port) as process:
+    with stepline(database, port) as process:
         limits = httpx.Limits(max_connections=200)  # 100 streams, a slow POST, the rest
         async with httpx.AsyncClient(base_url=url, timeout=WAIT, limits=limits) as client:
             run_ids = [(await client.post("/runs", json=body)).json()["id"] for _ in range(20)]
@@ -136,11 +110,9 @@ async def test_sigterm_with_runs_and_streams_in_flight(tmp_path: Path) -> None:
     assert refused.status_code == 503
     assert refused.headers["content-type"] == "application/problem+json"
     assert took <= GRACE_SECONDS + EXIT_SLACK_SECONDS
-    async with (
-        stepline(database, port),
-        httpx.AsyncClient(base_url=url, timeout=WAIT) as client,
-    ):
-        finished = await asyncio.gather(*(final_status(client, run_id) for run_id in run_ids))
+    with stepline(database, port):
+        async with httpx.AsyncClient(base_url=url, timeout=WAIT) as client:
+            finished = await asyncio.gather(*(final_status(client, run_id) for run_id in run_ids))
     assert finished == ["succeeded"] * 20
 
 
