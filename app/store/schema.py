@@ -22,8 +22,15 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["events", "idempotency_keys", "metadata", "runs", "step_runs"]
+__all__ = ["events", "idempotency_keys", "json_document", "metadata", "runs", "step_runs"]
+
+
+def json_document() -> JSON:
+    """A JSON document column: JSONB on PostgreSQL (indexable, compared by value), JSON
+    elsewhere."""
+    return JSON().with_variant(JSONB(), "postgresql")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -59,12 +66,12 @@ runs = Table(
     Column("id", String(26), primary_key=True),
     Column("pipeline", String(200), nullable=False),
     Column("status", String(20), nullable=False),
-    Column("params", JSON, nullable=False),
-    Column("labels", JSON, nullable=False),
+    Column("params", json_document(), nullable=False),
+    Column("labels", json_document(), nullable=False),
     Column("progress", Float, nullable=False, default=0.0),
     Column("rollback_progress", Float),
-    Column("error", JSON),
-    Column("result", JSON),
+    Column("error", json_document()),
+    Column("result", json_document()),
     Column("summary", Text),
     Column("created_at", UtcDateTime, nullable=False),
     Column("started_at", UtcDateTime),
@@ -79,7 +86,7 @@ runs = Table(
     Column("epoch", Integer, nullable=False, server_default="0"),
     Column("recovery_attempts", Integer, nullable=False, server_default="0"),
     # The run's context after its latest step (its JSON fields), for recovery.
-    Column("checkpoint", JSON),
+    Column("checkpoint", json_document()),
     Index(None, "status", "id"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),
@@ -99,13 +106,13 @@ step_runs = Table(
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     Column("duration_seconds", Float),
-    Column("error", JSON),
+    Column("error", json_document()),
     Column("rollback_status", String(20), nullable=False),
     Column("rollback_started_at", UtcDateTime),
     Column("rollback_finished_at", UtcDateTime),
-    Column("rollback_error", JSON),
-    Column("result_data", JSON),
-    Column("rollback_data", JSON),
+    Column("rollback_error", json_document()),
+    Column("result_data", json_document()),
+    Column("rollback_data", json_document()),
 )
 
 # The durable event log (outbox): ``seq`` is gapless per run, ``id`` orders all runs' events.
@@ -120,7 +127,7 @@ events = Table(
     Column("type", String(40), nullable=False),
     Column("pipeline", String(200), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
-    Column("data", JSON, nullable=False),
+    Column("data", json_document(), nullable=False),
     Index(None, "run_id", "seq", unique=True),
     Index(None, "run_id", "type", "seq"),
 )

@@ -1,9 +1,14 @@
-"""Fixtures of the service tests: an app on a fresh SQLite file, an HTTP client, helpers."""
+"""Fixtures of the service tests: an app on a fresh database, an HTTP client, helpers.
+
+The database is a SQLite file. A module whose tests hold for every store overrides
+``backend`` with ``params=BACKENDS`` (from ``tests.databases``): its tests then also run
+on a fresh PostgreSQL database each.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -14,6 +19,7 @@ from app.api.deps import Services
 from app.main import create_app
 from app.settings import Settings
 from app.states import TERMINAL, RunStatus
+from tests.databases import database_url
 
 WAIT = 20.0  # seconds any test waits for what it expects
 
@@ -24,9 +30,22 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def backend() -> str:
+    """The store the service runs on."""
+    return "sqlite"
+
+
+@pytest.fixture
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """The URL of an empty database of ``backend``."""
+    with database_url(backend, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(store_url: str) -> Settings:
     return Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path / 'stepline.db'}",
+        database_url=store_url,
         pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
         entry_points=False,
         workers=4,

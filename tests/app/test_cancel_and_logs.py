@@ -9,12 +9,20 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.databases import BACKENDS
+
 from .conftest import services_of, wait_until_finished
 from .pipelines import GATES
 
 pytestmark = pytest.mark.anyio
 
 PROBLEM = "application/problem+json"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here on every store."""
+    return str(request.param)
 
 
 async def start_held(client: httpx.AsyncClient, at: str, **params: object) -> tuple[str, str]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sqlite3
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.store.sqlite import sqlite_path
+from tests.databases import BACKENDS, table_counts
 
 from .conftest import services_of, wait_until_finished
 from .pipelines import GATES
@@ -20,16 +18,16 @@ pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
 
 
-async def count_rows(app: FastAPI) -> tuple[int, int, int]:
-    """Rows of runs, events and idempotency keys, read from the database file itself."""
-    path = sqlite_path(services_of(app).settings.database_url)
-    assert path is not None
-    with contextlib.closing(sqlite3.connect(path)) as conn:
-        runs, events, keys = (
-            conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-            for table in ("runs", "events", "idempotency_keys")
-        )
-    return runs, events, keys
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here on every store."""
+    return str(request.param)
+
+
+async def count_rows(app: FastAPI) -> tuple[int, ...]:
+    """Rows of runs, events and idempotency keys, read from the database itself."""
+    url = services_of(app).settings.database_url
+    return await asyncio.to_thread(table_counts, url, ("runs", "events", "idempotency_keys"))
 
 
 async def test_create_returns_202_with_location_and_the_queued_run(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
+from tests.databases import BACKENDS, database_url
 
 from .conftest import WAIT, services_of, wait_until_finished
 from .live import Event, open_stream, serve
@@ -66,23 +67,40 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def settings_for(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test here on every store; module-wide, as the services the tests share are."""
+    return str(request.param)
+
+
+@contextmanager
+def settings_for(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Settings]:
     """The settings of the ``settings`` fixture, on a database of its own, for a service
     that several tests share."""
-    database = tmp_path_factory.mktemp("live") / "stepline.db"
-    return Settings(
-        database_url=f"sqlite+aiosqlite:///{database}",
-        pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
-        entry_points=False,
-        workers=4,
-        poll_seconds=0.05,
-    )
+    with database_url(backend, tmp_path_factory.mktemp("live")) as url:
+        yield Settings(
+            database_url=url,
+            pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
+            entry_points=False,
+            workers=4,
+            poll_seconds=0.05,
+        )
+
+
+@asynccontextmanager
+async def shared_service(
+    tmp_path_factory: pytest.TempPathFactory, backend: str
+) -> AsyncIterator[Live]:
+    """A live service on a database of its own, for several tests to share."""
+    with settings_for(tmp_path_factory, backend) as settings:
+        async with live_service(settings) as service:
+            yield service
 
 
 @pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Live]:
+async def live(tmp_path_factory: pytest.TempPathFactory, backend: str) -> AsyncIterator[Live]:
     """One live service for the tests that only look at runs of their own."""
-    async with live_service(settings_for(tmp_path_factory)) as service:
+    async with shared_service(tmp_path_factory, backend) as service:
         yield service
 
 
@@ -356,11 +374,11 @@ FILTERS: list[tuple[dict[str, str | list[str]], Callable[[Event], bool]]] = [
 
 
 @pytest.fixture(scope="module")
-async def watched(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Watched]:
+async def watched(tmp_path_factory: pytest.TempPathFactory, backend: str) -> AsyncIterator[Watched]:
     """One unfiltered ``/events`` stream and one filtered to run outcomes, both connected
     before a run that succeeds, one that fails and a ``NOOP_10`` run start, read until all
     three have ended."""
-    async with live_service(settings_for(tmp_path_factory)) as live:
+    async with shared_service(tmp_path_factory, backend) as live:
         wanted = {"type": ["run.succeeded", "run.failed"]}
         async with (
             open_stream(live.client, "/events") as everything,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from app.store.schema import UtcDateTime
+from app.store.schema import UtcDateTime, json_document
 
 revision = "0001"
 down_revision = None
@@ -23,12 +23,12 @@ def upgrade() -> None:
         sa.Column("id", sa.String(26), nullable=False),
         sa.Column("pipeline", sa.String(200), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("params", sa.JSON(), nullable=False),
-        sa.Column("labels", sa.JSON(), nullable=False),
+        sa.Column("params", json_document(), nullable=False),
+        sa.Column("labels", json_document(), nullable=False),
         sa.Column("progress", sa.Float(), nullable=False),
         sa.Column("rollback_progress", sa.Float(), nullable=True),
-        sa.Column("error", sa.JSON(), nullable=True),
-        sa.Column("result", sa.JSON(), nullable=True),
+        sa.Column("error", json_document(), nullable=True),
+        sa.Column("result", json_document(), nullable=True),
         sa.Column("summary", sa.Text(), nullable=True),
         sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("started_at", UtcDateTime(), nullable=True),
@@ -54,11 +54,11 @@ def upgrade() -> None:
         sa.Column("started_at", UtcDateTime(), nullable=True),
         sa.Column("finished_at", UtcDateTime(), nullable=True),
         sa.Column("duration_seconds", sa.Float(), nullable=True),
-        sa.Column("error", sa.JSON(), nullable=True),
+        sa.Column("error", json_document(), nullable=True),
         sa.Column("rollback_status", sa.String(20), nullable=False),
         sa.Column("rollback_started_at", UtcDateTime(), nullable=True),
         sa.Column("rollback_finished_at", UtcDateTime(), nullable=True),
-        sa.Column("rollback_error", sa.JSON(), nullable=True),
+        sa.Column("rollback_error", json_document(), nullable=True),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name="fk_step_runs_run_id_runs", ondelete="CASCADE"
         ),
@@ -77,7 +77,7 @@ def upgrade() -> None:
         sa.Column("type", sa.String(40), nullable=False),
         sa.Column("pipeline", sa.String(200), nullable=False),
         sa.Column("created_at", UtcDateTime(), nullable=False),
-        sa.Column("data", sa.JSON(), nullable=False),
+        sa.Column("data", json_document(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"], ["runs.id"], name="fk_events_run_id_runs", ondelete="CASCADE"
         ),

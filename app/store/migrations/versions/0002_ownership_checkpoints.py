@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from app.store.schema import UtcDateTime
+from app.store.schema import UtcDateTime, json_document
 
 revision = "0002"
 down_revision = "0001"
@@ -25,10 +25,10 @@ def upgrade() -> None:
         runs.add_column(
             sa.Column("recovery_attempts", sa.Integer(), nullable=False, server_default="0")
         )
-        runs.add_column(sa.Column("checkpoint", sa.JSON(), nullable=True))
+        runs.add_column(sa.Column("checkpoint", json_document(), nullable=True))
     with op.batch_alter_table("step_runs") as step_runs:
-        step_runs.add_column(sa.Column("result_data", sa.JSON(), nullable=True))
-        step_runs.add_column(sa.Column("rollback_data", sa.JSON(), nullable=True))
+        step_runs.add_column(sa.Column("result_data", json_document(), nullable=True))
+        step_runs.add_column(sa.Column("rollback_data", json_document(), nullable=True))
     op.create_index("ix_runs_status_lease_expires_at", "runs", ["status", "lease_expires_at"])
 
 

@@ -1,0 +1,105 @@
+"""What only the PostgreSQL store has: its URL, its column types, its migration lock, and
+the documents JSONB cannot hold as they are."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from app.store import SqliteStore, open_store
+from app.store.migrate import head_revision
+from app.store.postgres import PostgresStore, postgres_dsn
+from app.store.records import NewRun
+from tests.databases import POSTGRES, execute
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_store_is_chosen_by_the_url() -> None:
+    assert isinstance(open_store("sqlite+aiosqlite:///./x.db"), SqliteStore)
+    assert isinstance(open_store("postgresql+asyncpg://u:p@db:6543/runs"), PostgresStore)
+    assert postgres_dsn("postgresql+asyncpg://u:p@db:6543/runs") == "postgresql://u:p@db:6543/runs"
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@db/runs", "postgresql+psycopg://u@db/runs", "mysql+aiomysql://db/x"]
+)
+def test_other_urls_are_refused_naming_the_ones_that_work(url: str) -> None:
+    with pytest.raises(ValueError, match="STEPLINE_DATABASE_URL") as raised:
+        open_store(url)
+
+    assert "sqlite+aiosqlite:///" in str(raised.value)
+    assert "postgresql+asyncpg://" in str(raised.value)
+
+
+async def test_documents_are_jsonb_and_times_are_timestamptz(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.start()
+    await store.close()
+
+    columns = execute(
+        postgres_url,
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'public'",
+    )
+    types = {(table, column): kind for table, column, kind in columns}
+
+    for column in ("params", "labels", "error", "result", "checkpoint"):
+        assert types["runs", column] == "jsonb"
+    for column in ("error", "rollback_error", "result_data", "rollback_data"):
+        assert types["step_runs", column] == "jsonb"
+    assert types["events", "data"] == "jsonb"
+    for table, column in (("runs", "created_at"), ("runs", "lease_expires_at"),
+                          ("step_runs", "started_at"), ("events", "created_at")):  # fmt: skip
+        assert types[table, column] == "timestamp with time zone"
+    assert types["events", "id"] == "bigint"
+
+
+async def test_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(3)]
+
+    await asyncio.gather(*(store.start() for store in stores))
+    try:
+        assert execute(postgres_url, "SELECT version_num FROM alembic_version") == [
+            (head_revision(),)
+        ]
+        for store in stores:
+            assert await store.check_ready() is None
+    finally:
+        await asyncio.gather(*(store.close() for store in stores))
+
+
+async def test_a_database_that_went_away_is_not_ready(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.start()
+    try:
+        name = postgres_url.rsplit("/", 1)[1]
+        execute(POSTGRES, f'DROP DATABASE "{name}" WITH (FORCE)')
+
+        problem = await store.check_ready()
+
+        assert problem is not None
+        assert problem.startswith("database unreachable")
+    finally:
+        await store.close()
+
+
+async def test_nul_characters_and_nan_are_stored_as_jsonb_allows(postgres_url: str) -> None:
+    store = PostgresStore(postgres_url)
+    await store.start()
+    try:
+        params = {"line": "a\x00b", "escaped": "\\u0000", "loss": math.nan, "inf": math.inf}
+        run, _ = await store.create_run(NewRun("p", params, {}, ()))
+
+        stored = await store.get_run(run.id)
+
+        assert stored.params == {
+            "line": "a\ufffdb",
+            "escaped": "\\u0000",
+            "loss": None,
+            "inf": None,
+        }
+    finally:
+        await store.close()
