@@ -21,11 +21,9 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Installs the peers into bench/.venvs/, runs every benchmark, writes bench/RESULTS.md.
 bench: $(STAMP)
-	$(BIN)/python bench/steps_overhead.py
-	$(BIN)/python bench/http_create.py
-	$(BIN)/python bench/pipeline_e2e.py
-	$(BIN)/python bench/sse_fanout.py
+	$(BIN)/python bench/run_all.py
 
 # The HTTP contract, committed; tests/contract/test_openapi.py fails when it drifts.
 .PHONY: openapi

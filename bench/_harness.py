@@ -120,13 +120,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
 
 
-def stepline(tmp: Path, log_name: str = "stepline.log") -> tuple[list[str], dict[str, str], Path]:
-    """What ``serving`` needs to run ``stepline serve`` on a fresh SQLite file in ``tmp``."""
+def stepline(
+    tmp: Path, log_name: str = "stepline.log", pipelines: Sequence[str] = (PIPELINES_SETTING,)
+) -> tuple[list[str], dict[str, str], Path]:
+    """What ``serving`` needs to run ``stepline serve`` on a fresh SQLite file in ``tmp``,
+    with the test ``pipelines`` (``module:attr`` paths)."""
     tmp.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
         "STEPLINE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp / 'stepline.db'}",
-        "STEPLINE_PIPELINES": PIPELINES_SETTING,
+        "STEPLINE_PIPELINES": ",".join(pipelines),
         "PYTHONPATH": str(PROJECT_ROOT),  # tests.app.pipelines is not installed
     }
     return [sys.executable, "-m", "app", "serve"], env, tmp / log_name
@@ -198,6 +201,41 @@ class Verdict:
     passed: bool | None = None
 
 
+@dataclass(frozen=True)
+class Summary:
+    """One line of the combined table of ``run_all.py``: a Stepline figure over the
+    repetitions, the median of the baseline it is set against in the same run, the ratio of
+    the two (the median of the per-repetition ratios where a benchmark pairs them, else the
+    ratio of the medians), the target and whether it was met (``None``: no target).
+    ``skipped`` says why the comparison (or the whole line, when it has no figures) could
+    not be made."""
+
+    benchmark: str
+    measure: str
+    unit: str
+    median: float | None = None
+    min: float | None = None
+    max: float | None = None
+    baseline: str = ""
+    baseline_median: float | None = None
+    ratio: float | None = None
+    target: str = ""
+    passed: bool | None = None
+    note: str = ""
+    skipped: str | None = None
+
+
+def summary_of(row: Row, benchmark: str, measure: str, **fields: Any) -> Summary:
+    """A ``Summary`` with ``row``'s median, min and max."""
+    return Summary(benchmark, measure, row.unit, row.median, row.min, row.max, **fields)
+
+
+def median_ratio(values: Sequence[float], baselines: Sequence[float]) -> float:
+    """The median of the per-repetition ratios ``values[i] / baselines[i]``."""
+    ratios = [v / b for v, b in zip(values, baselines, strict=True) if b]
+    return statistics.median(ratios) if ratios else math.nan
+
+
 def format_rows(rows: Sequence[Row]) -> list[str]:
     width = max(len(r.label) for r in rows)
     units = max(len(r.unit) for r in rows)
@@ -240,11 +278,14 @@ def print_report(
     rows: Sequence[Row],
     verdicts: Sequence[Verdict],
     as_json: bool,
+    summary: Sequence[Summary] = (),
 ) -> None:
-    """Print a benchmark's table and verdicts, or the same as JSON with its config."""
+    """Print a benchmark's table and verdicts, or the same as JSON with its config and its
+    lines of the combined table."""
     if as_json:
         out = {"config": config, "rows": [asdict(r) for r in rows],
-               "verdicts": [asdict(v) for v in verdicts]}  # fmt: skip
+               "verdicts": [asdict(v) for v in verdicts],
+               "summary": [asdict(s) for s in summary]}  # fmt: skip
         print(json.dumps(out, indent=2))
         return
     print(title)

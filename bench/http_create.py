@@ -44,12 +44,15 @@ from _harness import (
     PIPELINE,
     Row,
     Server,
+    Summary,
     Verdict,
     baseline,
     child_cpu,
+    median_ratio,
     print_report,
     serving,
     stepline,
+    summary_of,
     to_row,
 )
 
@@ -167,6 +170,46 @@ def verdicts(bare: list[Load], ours: list[Load]) -> list[Verdict]:
     ]  # fmt: skip
 
 
+def summary(bare: list[Load], ours: list[Load]) -> list[Summary]:
+    """This benchmark's lines of the combined table."""
+    table = {r.label: r for r in rows("stepline", ours)}
+    bare_table = {r.label.replace("bare", "stepline", 1): r for r in rows("bare", bare)}
+    errors = sum(x.non_2xx + x.socket_errors for x in (*bare, *ours))
+
+    def line(label: str, measure: str, ratio: float, **fields: Any) -> Summary:
+        return summary_of(
+            table[label],
+            "run creation",
+            measure,
+            baseline="bare FastAPI endpoint",
+            baseline_median=bare_table[label].median,
+            ratio=ratio,
+            **fields,
+        )
+
+    ratio = median_ratio([o.rps for o in ours], [b.rps for b in bare])
+    return [
+        line(
+            "stepline throughput",
+            f"POST /runs, {CONNECTIONS} connections",
+            ratio,
+            target=f">= {RATIO_TARGET:.0%} of bare",
+            passed=ratio >= RATIO_TARGET and errors == 0,
+            note=f"{errors} non-2xx or socket errors" if errors else "",
+        ),
+        line(
+            "stepline p50 latency",
+            "POST /runs p50 latency",
+            median_ratio([o.p50_ms for o in ours], [b.p50_ms for b in bare]),
+        ),
+        line(
+            "stepline p99 latency",
+            "POST /runs p99 latency",
+            median_ratio([o.p99_ms for o in ours], [b.p99_ms for b in bare]),
+        ),
+    ]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help="repetitions")
@@ -201,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         table,
         items,
         args.json,
+        summary(bare, ours),
     )
     return 0
 

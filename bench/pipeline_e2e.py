@@ -14,16 +14,28 @@ Baseline, in this process and in the same repetition: the same ten step objects 
 ``BASELINE_S``, a fresh registry and context per run as the server builds them, nothing
 stored and nothing sent. ``in-process / API`` is how many times more runs per second the
 bare orchestrator completes: the cost of durability (a committed, fsynced SQLite write per
-transition, 23 per run) and of HTTP. There is no target; the figures are for comparison
-across changes.
+transition, 23 per run, each step's context checkpointed with its result) and of HTTP.
 
-Each repetition measures the baseline, 1 client and 32 clients in turn, after one warm-up
-window; every figure is the median over ``--reps`` (min and max beside it). Takes about
-``reps * (2 * (RAMP_S + seconds) + BASELINE_S + 4) + 10`` seconds (60 s by default).
+The physical floor, in each repetition: ``commit_floor.py``'s time of one committed
+one-row SQLite write, with the store's own pragmas, on a file beside the server's. The
+durable step cost is the median run latency with 1 client over the ten steps; the target
+is that it stays within ``FLOOR_RATIO_TARGET`` times the floor.
+
+``--dbos`` adds the peer, in each repetition: ``bench/peers/dbos_workflow.py`` under the
+DBOS virtualenv (``bench/_peers.py``), a workflow of ten no-op steps on a SQLite system
+database in WAL mode, 1 and 32 client threads, windows as long as these. The target is that
+Stepline completes at least ``DBOS_RATIO_TARGET`` times as many runs per second.
+
+Each repetition measures the baseline, 1 client and 32 clients, the floor and DBOS in turn,
+after one warm-up window; every figure is the median over ``--reps`` (min and max beside
+it), every ratio the median of the per-repetition ratios. Takes about
+``reps * (2 * (RAMP_S + seconds) + BASELINE_S + FLOOR_S + 4) + 10`` seconds (65 s by
+default), and about 17 s more per repetition with ``--dbos``. With ``--json``, the output's
+``summary`` holds this benchmark's lines of the combined table (``run_all.py``).
 
 Run from the project root::
 
-    .venv/bin/python bench/pipeline_e2e.py [--reps N] [--seconds S] [--json]
+    .venv/bin/python bench/pipeline_e2e.py [--reps N] [--seconds S] [--dbos] [--json]
 """
 
 from __future__ import annotations
@@ -37,23 +49,29 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _dbos import DbosRep, run_dbos
 from _harness import (
     PIPELINE,
     PROJECT_ROOT,
     Row,
     Server,
+    Summary,
     Verdict,
+    median_ratio,
     print_report,
     run_async,
     serving,
     stepline,
+    summary_of,
     to_row,
 )
+from _peers import DBOS
+from commit_floor import commit_cost_us
 
 from steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry
 
@@ -64,6 +82,10 @@ RAMP_S = 1.5
 """Time each window runs before it starts counting."""
 WARMUP_S = 1.0
 BASELINE_S = 1.0
+FLOOR_S = 1.0
+STEPS = 10
+DBOS_RATIO_TARGET = 10.0
+FLOOR_RATIO_TARGET = 10.0
 REQUEST_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 60.0
 """Longest wait for the runs in flight at a deadline."""
@@ -158,11 +180,15 @@ async def window(client: httpx.AsyncClient, server: Server, clients: int, second
 class Samples:
     baseline: list[float]
     windows: dict[int, list[Window]]
+    floor_us: list[float] = field(default_factory=list)
+    dbos: list[DbosRep] = field(default_factory=list)
+    dbos_skipped: str | None = None
 
 
-async def sample(server: Server, reps: int, seconds: float) -> Samples:
+async def sample(server: Server, reps: int, seconds: float, tmp: Path, dbos: bool) -> Samples:
     steps = noop_steps()
     out = Samples([], {n: [] for n in CLIENTS})
+    out.dbos_skipped = (DBOS.unavailable() if dbos else None) or None
     limits = httpx.Limits(max_connections=4 * max(CLIENTS), max_keepalive_connections=None)
     async with httpx.AsyncClient(
         base_url=server.url, limits=limits, timeout=REQUEST_TIMEOUT_S, trust_env=False
@@ -174,7 +200,19 @@ async def sample(server: Server, reps: int, seconds: float) -> Samples:
             out.baseline.append(in_process_rate(steps, BASELINE_S))
             for n in CLIENTS:
                 out.windows[n].append(await window(client, server, n, seconds))
+            out.floor_us.append(await asyncio.to_thread(commit_cost_us, tmp / "floor.db", FLOOR_S))
+            if dbos and out.dbos_skipped is None:
+                result = await asyncio.to_thread(run_dbos, CLIENTS, seconds, RAMP_S)
+                if isinstance(result, str):
+                    out.dbos_skipped = result
+                else:
+                    out.dbos.append(result)
     return out
+
+
+def step_cost_us(samples: Samples) -> list[float]:
+    """Per repetition: the median run latency with one client, per step, in µs."""
+    return [w.latency_ms * 1e3 / STEPS for w in samples.windows[min(CLIENTS)]]
 
 
 def table(samples: Samples) -> list[Row]:
@@ -186,6 +224,16 @@ def table(samples: Samples) -> list[Row]:
             to_row(f"  server CPU, {n}", "cores", [w.server_cores for w in windows]),
             to_row(f"  client CPU, {n}", "cores", [w.client_cores for w in windows]),
         ]
+    rows += [
+        to_row(f"durable step cost, {min(CLIENTS)} client", "µs", step_cost_us(samples)),
+        to_row("commit floor", "µs", samples.floor_us),
+    ]
+    if samples.dbos and not samples.dbos_skipped:
+        for n in CLIENTS:
+            rows += [
+                to_row(f"DBOS, {n} client(s)", "runs/s", [r.rates[n] for r in samples.dbos]),
+                to_row(f"  DBOS latency, {n}", "ms", [r.latency_ms[n] for r in samples.dbos]),
+            ]
     return rows
 
 
@@ -203,9 +251,71 @@ def verdicts(samples: Samples) -> list[Verdict]:
         if lo.rate
     )
     items.append(Verdict(f"API {high} clients / {low} client", scale, "x"))
+    floor = median_ratio(step_cost_us(samples), samples.floor_us)
+    target = f"<= {FLOOR_RATIO_TARGET:g}"
+    items.append(
+        Verdict("durable step / commit floor", floor, "x", target, floor <= FLOOR_RATIO_TARGET)
+    )
+    if samples.dbos and not samples.dbos_skipped:
+        target = f">= {DBOS_RATIO_TARGET:g}"
+        for n in CLIENTS:
+            ratio = dbos_ratio(samples, n)
+            passed = ratio >= DBOS_RATIO_TARGET
+            items.append(Verdict(f"API / DBOS, {n} client(s)", ratio, "x", target, passed))
     failed = sum(w.failed for windows in samples.windows.values() for w in windows)
     items.append(Verdict("runs not succeeded", failed, "", "0", failed == 0))
     return items
+
+
+def dbos_ratio(samples: Samples, clients: int) -> float:
+    return median_ratio(
+        [w.rate for w in samples.windows[clients]][: len(samples.dbos)],
+        [r.rates[clients] for r in samples.dbos],
+    )
+
+
+def summary(samples: Samples, dbos: bool) -> list[Summary]:
+    """This benchmark's lines of the combined table."""
+    rows = {r.label: r for r in table(samples)}
+    lines = []
+    if dbos:
+        for n in CLIENTS:
+            lines.append(dbos_summary(samples, rows[f"API, {n} client(s)"], n))
+    low = min(CLIENTS)
+    lines.append(
+        summary_of(
+            rows[f"durable step cost, {low} client"], "physical floor",
+            f"durable step cost ({PIPELINE}, {low} client: run latency / {STEPS})",
+            baseline="one SQLite commit, WAL, synchronous=FULL",
+            baseline_median=rows["commit floor"].median,
+            ratio=median_ratio(step_cost_us(samples), samples.floor_us),
+            target=f"<= {FLOOR_RATIO_TARGET:g}x",
+            passed=median_ratio(step_cost_us(samples), samples.floor_us) <= FLOOR_RATIO_TARGET,
+        )
+    )  # fmt: skip
+    failed = sum(w.failed for windows in samples.windows.values() for w in windows)
+    if failed:  # the figures are of runs that did not do their work
+        warning = f"{failed} runs did not succeed"
+        return [replace(x, passed=False, note=f"{x.note}; {warning}".lstrip("; ")) for x in lines]
+    return lines
+
+
+def dbos_summary(samples: Samples, ours: Row, clients: int) -> Summary:
+    measure = f"{PIPELINE} over HTTP, create -> terminal, {clients} client(s)"
+    baseline = f"DBOS {DBOS.version}, 10-step workflow, {clients} thread(s)"
+    target = f">= {DBOS_RATIO_TARGET:g}x"
+    if samples.dbos_skipped or not samples.dbos:
+        return summary_of(ours, "durable pipeline", measure, baseline=baseline, target=target,
+                          skipped=samples.dbos_skipped or "no DBOS figures")  # fmt: skip
+    ratio = dbos_ratio(samples, clients)
+    theirs = statistics.median(r.rates[clients] for r in samples.dbos)
+    first = samples.dbos[0]
+    return summary_of(
+        ours, "durable pipeline", measure, baseline=baseline, baseline_median=theirs,
+        ratio=ratio, target=target, passed=ratio >= DBOS_RATIO_TARGET,
+        note=f"DBOS on Python {first.python}, journal {first.journal_mode}, "
+        f"synchronous={first.synchronous}",
+    )  # fmt: skip
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -213,6 +323,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help="repetitions")
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="per window")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--dbos", action="store_true", help="compare with DBOS")
     args = parser.parse_args(argv)
     if args.reps < 1 or args.seconds <= 0:
         parser.error("--reps must be at least 1 and --seconds positive")
@@ -222,23 +333,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = {"clients": list(CLIENTS), "reps": args.reps, "seconds": args.seconds,
-              "baseline_seconds": BASELINE_S, "pipeline": PIPELINE}  # fmt: skip
+              "baseline_seconds": BASELINE_S, "pipeline": PIPELINE, "dbos": args.dbos}  # fmt: skip
     with (
         tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp,
         serving("stepline", *stepline(Path(tmp))) as server,
     ):
-        samples = run_async(sample(server, args.reps, args.seconds))
-    rows = table(samples)
-    items = verdicts(samples)
+        samples = run_async(sample(server, args.reps, args.seconds, Path(tmp), args.dbos))
+    if samples.dbos_skipped:
+        config["dbos_skipped"] = samples.dbos_skipped
+    elif samples.dbos:
+        config["dbos_settings"] = samples.dbos[0].settings()
     print_report(
         (
             f"{PIPELINE} end to end: POST /runs + SSE to the terminal event, "
             f"{args.reps} x {args.seconds:g} s per client count"
         ),
         config,
-        rows,
-        items,
+        table(samples),
+        verdicts(samples),
         args.json,
+        summary(samples, args.dbos),
     )
     return 0
 

@@ -22,12 +22,14 @@ Targets: sync overhead below ``SYNC_OVERHEAD_TARGET_US`` µs per step, and async
 within ``ASYNC_RATIO_TARGET`` times sync orchestrated.
 
 ``--synapse`` also measures the synapse-sdk orchestrator on the same no-op steps, in the
-Python 3.12 virtualenv at ``bench/.venvs/synapse`` (git-ignored; about 30 s and 440 MB)::
+Python 3.12 virtualenv at ``bench/.venvs/synapse`` (git-ignored; about 30 s and 440 MB to
+install, which ``.venv/bin/python bench/_peers.py synapse`` does). That interpreter also
+times our orchestrator, so the ratio compares like with like.
 
-    python3.12 -m venv bench/.venvs/synapse
-    bench/.venvs/synapse/bin/pip install synapse-sdk==2026.2.17
-
-That interpreter also times our orchestrator, so the ratio compares like with like.
+With ``--json``, the output's ``summary`` holds this benchmark's lines of the combined table
+(``run_all.py``): each orchestrated row against its bare loop (target: at most
+``SYNC_OVERHEAD_TARGET_US`` µs per step above it), and ours against synapse-sdk's in the
+same interpreter (target: faster).
 
 Run from the project root::
 
@@ -47,8 +49,10 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
+
+from _harness import PROJECT_ROOT, Summary
+from _peers import SYNAPSE
 
 from steps import (
     BaseStep,
@@ -69,15 +73,7 @@ SYNC_OVERHEAD_TARGET_US = 3.0
 ASYNC_RATIO_TARGET = 2.0
 NS_PER_US = 1_000
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-SYNAPSE_VENV = PROJECT_ROOT / "bench" / ".venvs" / "synapse"
-SYNAPSE_PYTHON = SYNAPSE_VENV / "bin" / "python"
-SYNAPSE_VERSION = "2026.2.17"
-SYNAPSE_TIMEOUT_S = 30.0
-SYNAPSE_SETUP_HINT = (
-    f"python3.12 -m venv {SYNAPSE_VENV.relative_to(PROJECT_ROOT)} && "
-    f"{SYNAPSE_PYTHON.parent.relative_to(PROJECT_ROOT)}/pip install synapse-sdk=={SYNAPSE_VERSION}"
-)
+SYNAPSE_TIMEOUT_S = 90.0
 
 
 # -- the steps under test ------------------------------------------------------------------
@@ -400,33 +396,12 @@ class SynapseResult:
     ours: Row | None = None
 
 
-def synapse_unavailable() -> str | None:
-    """Why the synapse venv cannot be used, or None if it looks usable."""
-    if SYNAPSE_PYTHON.exists():
-        return None
-    venv = SYNAPSE_VENV.relative_to(PROJECT_ROOT)
-    if not python312_works():
-        return f"no venv at {venv}, and no working python3.12 on PATH to create one"
-    return f"no venv at {venv}; create it with: {SYNAPSE_SETUP_HINT}"
-
-
-def python312_works() -> bool:
-    """Whether ``python3.12`` runs (a pyenv shim may exist yet fail)."""
-    try:
-        done = subprocess.run(
-            ["python3.12", "--version"], capture_output=True, timeout=10, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
 def measure_synapse(step_count: int, reps: int) -> SynapseResult:
-    reason = synapse_unavailable()
+    reason = SYNAPSE.unavailable()
     if reason is not None:
         return SynapseResult(skipped=reason)
     args = [step_count, reps, PHASE_BUDGET_S, MIN_REPS, PROJECT_ROOT]
-    command = [str(SYNAPSE_PYTHON), "-c", SYNAPSE_SCRIPT, *map(str, args)]
+    command = [str(SYNAPSE.interpreter), "-c", SYNAPSE_SCRIPT, *map(str, args)]
     try:
         done = subprocess.run(
             command, capture_output=True, text=True, timeout=SYNAPSE_TIMEOUT_S, check=False
@@ -434,7 +409,7 @@ def measure_synapse(step_count: int, reps: int) -> SynapseResult:
     except subprocess.TimeoutExpired:
         return SynapseResult(skipped=f"timed out after {SYNAPSE_TIMEOUT_S:g} s")
     except OSError as exc:
-        return SynapseResult(skipped=f"cannot run {SYNAPSE_PYTHON}: {exc}")
+        return SynapseResult(skipped=f"cannot run {SYNAPSE.interpreter}: {exc}")
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         return SynapseResult(skipped=f"exit {done.returncode}: {last}")
@@ -515,6 +490,45 @@ def synapse_verdicts(result: SynapseResult, our_sync: Row) -> list[Verdict]:
     ]
 
 
+BENCHMARK = "step overhead"
+SYNC_OVERHEAD_TARGET = f"<= {SYNC_OVERHEAD_TARGET_US:g} µs/step above bare"
+
+
+def summary(
+    steps: int, sync: tuple[Row, Row], async_: tuple[Row, Row], syn: SynapseResult | None
+) -> list[Summary]:
+    """This benchmark's lines of the combined table."""
+    lines = []
+    for kind, (bare, orch) in (("sync", sync), ("async", async_)):
+        overhead = orch.median_us - bare.median_us
+        lines.append(
+            Summary(
+                BENCHMARK, f"{kind}, {steps:,} no-op steps, observer", "µs/step",
+                orch.median_us, orch.min_us, orch.max_us, baseline="bare loop",
+                baseline_median=bare.median_us, ratio=orch.median_us / bare.median_us,
+                target=SYNC_OVERHEAD_TARGET, passed=overhead <= SYNC_OVERHEAD_TARGET_US,
+                note=f"{overhead:+.2f} µs/step above bare",
+            )
+        )  # fmt: skip
+    if syn is not None:
+        lines.append(synapse_summary(steps, syn))
+    return lines
+
+
+def synapse_summary(steps: int, syn: SynapseResult) -> Summary:
+    measure = f"sync, {steps:,} no-op steps, beside synapse-sdk"
+    baseline = f"synapse-sdk {SYNAPSE.version}"
+    if syn.ours is None or syn.synapse is None:
+        return Summary(BENCHMARK, measure, "µs/step", baseline=baseline, skipped=syn.skipped)
+    ours, theirs = syn.ours, syn.synapse
+    ratio = ours.median_us / theirs.median_us
+    return Summary(
+        BENCHMARK, measure, "µs/step", ours.median_us, ours.min_us, ours.max_us,
+        baseline=baseline, baseline_median=theirs.median_us, ratio=ratio,
+        target="faster (< 1x)", passed=ratio < 1, note=f"both on Python {syn.python}",
+    )  # fmt: skip
+
+
 def format_rows(rows: list[Row]) -> list[str]:
     width = max(len(r.label) for r in rows)
     lines = [f"{'µs per step':<{width}}  {'median':>8}  {'min':>8}  {'max':>8}  reps"]
@@ -588,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
             "config": config,
             "rows": [asdict(r) for r in rows],
             "verdicts": [asdict(v) for v in items],
+            "summary": [asdict(x) for x in summary(args.steps, sync, async_, syn)],
         }
         if syn is not None:
             syn_items = synapse_verdicts(syn, sync[1])

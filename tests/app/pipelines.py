@@ -281,3 +281,78 @@ class SuicideAction(BaseAction[ActionParams]):
 
 
 PIPELINES.append(SuicideAction)
+
+
+# The benchmarks load the two pipelines below by path; they are not in PIPELINES.
+
+
+class FloodParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    calls: int = Field(0, ge=0)
+    report: bool = True
+
+
+class Flood(BaseStep[Any]):
+    """Counts to ``calls``, reporting each count as progress unless ``report`` is off."""
+
+    name = "flood"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        params: FloodParams = context.params
+        calls, report = params.calls, params.report
+        for i in range(1, calls + 1):
+            if report:
+                context.set_progress(i, calls)
+        return StepResult(data={"calls": calls, "reported": report})
+
+
+class FloodAction(BaseAction[FloodParams]):
+    """One step that floods the run with progress reports."""
+
+    name = "flood"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Flood())
+
+
+class PacedParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ticks: int = Field(0, ge=0)
+    interval: float = Field(1.0, gt=0)
+
+
+class Paced(BaseStep[Any]):
+    """Reports progress ``ticks`` times, ``interval`` seconds apart: one event each."""
+
+    name = "paced"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        params: PacedParams = context.params
+        for i in range(1, params.ticks + 1):
+            context.cancellation.wait(params.interval)
+            context.check_cancelled()
+            context.set_progress(i, params.ticks)
+        return StepResult()
+
+
+class PacedAction(BaseAction[PacedParams]):
+    """One step that makes an event every ``interval`` seconds."""
+
+    name = "paced"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Paced())
