@@ -278,6 +278,13 @@ class SqliteStore:
     async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:
         return await self.writer.submit(lambda conn: _apply(conn, run_id, change, epoch))
 
+    async def apply_all(
+        self, run_id: str, changes: Sequence[Change], epoch: int | None = None
+    ) -> list[EventRow]:
+        return await self.writer.submit(
+            lambda conn: [_apply(conn, run_id, change, epoch) for change in changes]
+        )
+
     async def claim_queued(
         self, limit: int, owner: str, lease_seconds: float
     ) -> list[tuple[RunRow, EventRow]]:
