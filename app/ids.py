@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import time
 
 __all__ = ["new_run_id"]
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
+# Crockford's base32 in the order of RFC 4648's: base64.b32encode does the encoding in C.
+_CROCKFORD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+)
 
 
 def new_run_id() -> str:
     """A 26-character ULID: 48 bits of milliseconds, then 80 random bits."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+    # 20 bytes are 32 base32 digits; the value fits the last 26 (130 bits).
+    raw = (time.time_ns() // 1_000_000).to_bytes(10, "big") + os.urandom(10)
+    return base64.b32encode(raw)[-26:].translate(_CROCKFORD).decode()

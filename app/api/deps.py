@@ -43,7 +43,8 @@ class Services:
         self.runs.workers.begin_stop()
 
 
-def _services(request: Request) -> Services:
+# async: FastAPI would run a plain function in a worker thread, for every request.
+async def _services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 

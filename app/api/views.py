@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from typing import Any
 
@@ -15,9 +16,13 @@ from app.api.schemas import (
     RunPublic,
 )
 from app.pipelines.catalog import Pipeline
+from app.states import RollbackStatus, StepStatus
 from app.store.records import EventRow, RunRow, StepRow
 
 __all__ = ["log_line", "pipeline_public", "run_document", "run_json", "run_public"]
+
+_PENDING = StepStatus.pending.value
+_NOT_NEEDED = RollbackStatus.not_needed.value
 
 
 def _time(value: datetime | None) -> str | None:
@@ -32,6 +37,34 @@ def _error(document: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _step(step: StepRow) -> dict[str, Any]:
+    if (
+        step.status == _PENDING
+        and step.rollback_status == _NOT_NEEDED
+        and step.attempts == 0
+        and step.progress == 0.0
+        and step.started_at is None
+        and step.finished_at is None
+        and step.duration_seconds is None
+        and step.error is None
+        and step.rollback_started_at is None
+        and step.rollback_finished_at is None
+        and step.rollback_error is None
+    ):
+        # Every step of a new run looks like this: its document depends on four fields.
+        # The cached document is shared: nothing may change it, only serialise it.
+        return _pending_step(step.index, step.name, step.weight, step.can_rollback)
+    return _step_document(step)
+
+
+@functools.lru_cache(maxsize=4096)
+def _pending_step(index: int, name: str, weight: float, can_rollback: bool) -> dict[str, Any]:
+    return _step_document(
+        StepRow(index, name, weight, can_rollback, _PENDING, 0.0, 0, None, None, None, None,
+                _NOT_NEEDED, None, None, None)
+    )  # fmt: skip
+
+
+def _step_document(step: StepRow) -> dict[str, Any]:
     return {
         "index": step.index,
         "name": step.name,

@@ -4,6 +4,10 @@ Each event the orchestrator reports is turned into a ``Change`` (state + event i
 transaction) and published on the bus once committed. Transitions are awaited by the
 orchestrator before the run moves on; progress is coalesced to at most one write per
 ``interval`` and never delays the step that reports it.
+
+A step's end (succeeded or skipped) is written in the same transaction as whatever the run
+does next, usually the next step's start: nothing runs in between, so nothing could observe
+the difference, and a run commits once per step instead of twice.
 """
 
 from __future__ import annotations
@@ -44,6 +48,9 @@ _CHECKPOINTED = frozenset(
 _KEEP_LAST_CHECKPOINT = frozenset(
     {EventType.step_failed, EventType.step_rolled_back, EventType.step_rollback_failed}
 )
+
+# Written with the next change rather than on their own (see the module's docstring).
+_CARRIED = frozenset({EventType.step_succeeded, EventType.step_skipped})
 
 _TERMINAL_STATUS = {
     EventType.run_succeeded: RunStatus.succeeded,
@@ -97,6 +104,7 @@ class RunRecorder:
         self._step_started: dict[int, float] = {}
         self._detached = False
         self._leave_open = False
+        self._carried: list[Change] = []
 
     # -- the observer --------------------------------------------------------------------
 
@@ -108,6 +116,7 @@ class RunRecorder:
     def detach(self) -> None:
         """Write nothing more: the run is left as stored, for recovery to take over."""
         self._detached = True
+        self._carried = []
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -117,7 +126,9 @@ class RunRecorder:
         if self._detached or event.type is EventType.run_started:
             return None
         if self._leave_open and event.type in (EventType.run_cancelled, EventType.step_cancelled):
-            return None  # written when the worker claimed the run
+            # Not written: the next process carries on from here. What the run did up to
+            # here is, before the process stops.
+            return asyncio.ensure_future(self.flush()) if self._carried else None
         if event.type is EventType.step_progress:
             self._progress(event)
             return None
@@ -126,7 +137,18 @@ class RunRecorder:
             return None
         if event.type in _CHECKPOINTED:
             change = self._with_checkpoint(event, change)
-        return asyncio.ensure_future(self._write(change, event.type is not EventType.step_log))
+        if event.type in _CARRIED:
+            self._drop_progress()  # the step's end supersedes its progress
+            self._carried.append(change)
+            return None
+        changes, self._carried = [*self._carried, change], []
+        return asyncio.ensure_future(self._write(changes, event.type is not EventType.step_log))
+
+    async def flush(self) -> None:
+        """Write what waits to be written with the next change, when none is coming."""
+        changes, self._carried = self._carried, []
+        if changes:
+            await self._locked_write(changes)
 
     def _with_checkpoint(self, event: StepEvent, change: Change) -> Change:
         """Add the context and the step's result to the change, in the same transaction."""
@@ -164,18 +186,21 @@ class RunRecorder:
             event, self._pending_progress = self._pending_progress, None
             if event is not None:
                 self._last_progress_write = time.monotonic()
-                await self._locked_write(self._progress_change(event))
+                await self._locked_write([self._progress_change(event)])
         finally:
             self._flush_task = None
             if self._pending_progress is not None and self._flush_handle is None:
                 self._progress(self._pending_progress)
 
-    async def _settle_progress(self) -> None:
-        """Before a transition: drop the progress that the transition supersedes."""
+    def _drop_progress(self) -> None:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._pending_progress = None
+
+    async def _settle_progress(self) -> None:
+        """Before a transition: drop the progress that the transition supersedes."""
+        self._drop_progress()
         if self._flush_task is not None:
             with contextlib.suppress(Exception):  # logged where it failed; not a transition
                 await asyncio.shield(self._flush_task)
@@ -192,17 +217,20 @@ class RunRecorder:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def _write(self, change: Change, settle: bool) -> None:
+    async def _write(self, changes: list[Change], settle: bool) -> None:
         if settle:
             await self._settle_progress()
-        await self._locked_write(change)
+        await self._locked_write(changes)
 
-    async def _locked_write(self, change: Change) -> None:
+    async def _locked_write(self, changes: list[Change]) -> None:
         try:
             async with self._lock:
                 if self._detached:
                     return
-                stored = await self.store.apply(self.run_id, change, self.epoch)
+                if len(changes) == 1:
+                    stored = [await self.store.apply(self.run_id, changes[0], self.epoch)]
+                else:
+                    stored = await self.store.apply_all(self.run_id, changes, self.epoch)
         except LeaseLost:
             # Another owner has the run: this write changed nothing, and none will follow.
             self.detach()
@@ -210,9 +238,12 @@ class RunRecorder:
                 self.on_lease_lost()
             return
         except Exception:
-            log.exception("run %s: cannot store %s", self.run_id, change.event)
+            log.exception(
+                "run %s: cannot store %s", self.run_id, ", ".join(c.event for c in changes)
+            )
             raise
-        self.bus.publish(stored)
+        for event in stored:
+            self.bus.publish(event)
 
     # -- events to changes ---------------------------------------------------------------
 

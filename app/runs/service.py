@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from app.errors import InvalidParams, InvalidTransition, PipelineNotFound, Unavailable
 from app.pipelines.catalog import Pipeline
@@ -41,7 +42,7 @@ class RunService:
         self, store: Store, bus: EventBus, workers: WorkerPool, pipelines: dict[str, Pipeline]
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
-        self._step_cache: dict[tuple[str, str], tuple[NewStep, ...]] = {}
+        self._step_cache: dict[tuple[str, bytes], tuple[NewStep, ...]] = {}
         self.accepting = True
 
     def pipeline(self, name: str) -> Pipeline:
@@ -93,7 +94,8 @@ class RunService:
     ) -> tuple[NewStep, ...]:
         # Building a pipeline's registry costs more than the rest of a request, and its
         # steps depend on nothing but the params: remember them per params.
-        key = (pipeline.name, json.dumps(params, sort_keys=True, default=str))
+        # Keys of params in another order only miss the cache; they still get right steps.
+        key = (pipeline.name, to_json(params, fallback=str))
         steps = self._step_cache.get(key)
         if steps is None:
             steps = tuple(

@@ -278,7 +278,10 @@ class WorkerPool:
             raise
         except Exception as exc:
             log.exception("run %s failed outside its steps", run.id)
+            await self._flush(run.id)
             await self._fail(run.id, run.epoch, exc)
+        else:
+            await self._flush(run.id)
 
     # -- recovery ------------------------------------------------------------------------
 
@@ -349,7 +352,18 @@ class WorkerPool:
             raise
         except Exception as exc:
             log.exception("run %s could not be recovered", run.id)
+            await self._flush(run.id)
             await self._fail(run.id, run.epoch, exc)
+        else:
+            await self._flush(run.id)
+
+    async def _flush(self, run_id: str) -> None:
+        """Write what the run's recorder still holds, should the run end without a last
+        transition to carry it (a run always ends with one, unless something broke)."""
+        running = self._running.get(run_id)
+        if running is not None:
+            with contextlib.suppress(Exception):  # logged by the recorder
+                await running[1].flush()
 
     async def _give_up(self, run: RunRow, attempts: int) -> None:
         reason = (

@@ -38,6 +38,11 @@ class Store(Protocol):
         written unless the run is still at that epoch: ``LeaseLost`` tells a stale owner.
         """
 
+    async def apply_all(
+        self, run_id: str, changes: Sequence[Change], epoch: int | None = None
+    ) -> list[EventRow]:
+        """``apply`` each change in order, all in one transaction: all are written or none."""
+
     async def claim_queued(
         self, limit: int, owner: str, lease_seconds: float
     ) -> list[tuple[RunRow, EventRow]]:

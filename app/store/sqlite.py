@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import sqlite3
 import threading
@@ -28,7 +29,7 @@ from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNot
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
 from app.store.migrate import head_revision, upgrade_sync
-from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
+from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
 from app.store.writer import GroupCommitWriter, connect
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -134,6 +135,22 @@ def _event(row: dict[str, Any]) -> EventRow:
     return EventRow(**row)
 
 
+_QUEUED = RunStatus.queued.value
+_PENDING = StepStatus.pending.value
+_NOT_NEEDED = RollbackStatus.not_needed.value
+
+
+@functools.lru_cache(maxsize=1024)
+def _queued_steps(steps: tuple[NewStep, ...]) -> tuple[StepRow, ...]:
+    """The rows of a new run's steps. Rows are immutable, and runs of one pipeline mostly
+    share their steps, so runs created alike share these too."""
+    return tuple(
+        StepRow(i, s.name, s.weight, s.can_rollback, _PENDING, 0.0, 0, None, None, None, None,
+                _NOT_NEEDED, None, None, None)
+        for i, s in enumerate(steps)
+    )  # fmt: skip
+
+
 def _insert_event(
     conn: sqlite3.Connection,
     run_id: str,
@@ -232,19 +249,17 @@ class SqliteStore:
             f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "
             "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
             "NULL, NULL, 0, 0, NULL)",
-            (run_id, run.pipeline, RunStatus.queued.value, json_dumps(run.params),
+            (run_id, run.pipeline, _QUEUED, json_dumps(run.params),
              json_dumps(run.labels), stamp, stamp),
         )  # fmt: skip
+        steps = _queued_steps(run.steps)
         conn.executemany(
             'INSERT INTO step_runs (run_id, "index", name, weight, can_rollback, status, '
             "progress, attempts, rollback_status) VALUES (?, ?, ?, ?, ?, ?, 0.0, 0, ?)",
-            [
-                (run_id, i, s.name, s.weight, int(s.can_rollback), StepStatus.pending.value,
-                 RollbackStatus.not_needed.value)
-                for i, s in enumerate(run.steps)
-            ],
+            [(run_id, s.index, s.name, s.weight, s.can_rollback, _PENDING, _NOT_NEEDED)
+             for s in steps],
         )  # fmt: skip
-        data = {"status": RunStatus.queued.value, "progress": 0.0}
+        data = {"status": _QUEUED, "progress": 0.0}
         event = _insert_event(conn, run_id, 1, "run.queued", run.pipeline, now, data)
         if run.idempotency_key is not None:
             conn.execute(
@@ -252,11 +267,6 @@ class SqliteStore:
                 "VALUES (?, ?, ?, ?)",
                 (run.idempotency_key, run.request_hash, run_id, stamp),
             )
-        steps = tuple(
-            StepRow(i, s.name, s.weight, s.can_rollback, StepStatus.pending.value, 0.0, 0,
-                    None, None, None, None, RollbackStatus.not_needed.value, None, None, None)
-            for i, s in enumerate(run.steps)
-        )  # fmt: skip
         created = RunRow(
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
             labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
@@ -267,6 +277,13 @@ class SqliteStore:
 
     async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:
         return await self.writer.submit(lambda conn: _apply(conn, run_id, change, epoch))
+
+    async def apply_all(
+        self, run_id: str, changes: Sequence[Change], epoch: int | None = None
+    ) -> list[EventRow]:
+        return await self.writer.submit(
+            lambda conn: [_apply(conn, run_id, change, epoch) for change in changes]
+        )
 
     async def claim_queued(
         self, limit: int, owner: str, lease_seconds: float

@@ -1,9 +1,10 @@
 """Group commit: one thread owns the SQLite write connection and commits jobs in batches.
 
 Every write job submitted while a commit is in progress joins the next transaction, so a
-burst of concurrent writes costs one ``fsync`` instead of one each. Each job runs inside its
-own savepoint: a job that raises (a failed guard, say) is undone alone, and the others in
-its batch still commit. A job's future resolves only after its batch has committed.
+burst of concurrent writes costs one ``fsync`` instead of one each. A job that raises (a
+failed guard, say) is undone alone, and the others in its batch still commit: the batch
+runs again with a savepoint around each job. A job's future resolves only after its batch
+has committed.
 """
 
 from __future__ import annotations
@@ -74,13 +75,14 @@ def connect(path: str, *, read_only: bool = False) -> sqlite3.Connection:
     return connection
 
 
-def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if future.cancelled():
-        return
-    if ok:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
+def _resolve_all(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class GroupCommitWriter:
@@ -108,12 +110,16 @@ class GroupCommitWriter:
 
     async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``job`` in the next transaction; return its result once committed."""
+        return await self.enqueue(job)
+
+    def enqueue(self, job: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``job`` now; the future resolves with its result once committed."""
         if self._thread is None:
             raise RuntimeError("the store is not started")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((job, future, loop))
-        return await future
+        return future
 
     def _run(self, connection: sqlite3.Connection) -> None:
         try:
@@ -139,10 +145,47 @@ class GroupCommitWriter:
             connection.close()
 
     def _commit(self, connection: sqlite3.Connection, batch: list[Any]) -> None:
+        outcomes: list[tuple[bool, Any]]
+        try:
+            try:
+                outcomes = self._transaction(connection, batch, isolated=False)
+            except _JobFailed as failed:
+                if len(batch) == 1:
+                    outcomes = [(False, failed.__cause__)]
+                else:
+                    # Jobs write only what they compute from the database, so running them
+                    # again is safe; now each in a savepoint, to undo the failing one alone.
+                    outcomes = self._transaction(connection, batch, isolated=True)
+        except Exception as exc:
+            outcomes = [(False, exc)] * len(batch)
+        self.batches += 1
+        self.jobs += len(batch)
+        # One wake-up per loop and batch, not one per job: each wake-up costs the loop a
+        # trip through its self-pipe and this thread a handover of the GIL.
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]]
+        by_loop = {}
+        for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append((future, ok, value))
+        for loop, results in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
+                loop.call_soon_threadsafe(_resolve_all, results)
+
+    def _transaction(
+        self, connection: sqlite3.Connection, batch: list[Any], *, isolated: bool
+    ) -> list[tuple[bool, Any]]:
+        """Run the batch in one transaction and commit it. Not ``isolated``, the first job
+        that raises undoes the whole transaction (``_JobFailed``): a savepoint per job
+        costs as much as the job itself, and jobs rarely fail."""
         outcomes: list[tuple[bool, Any]] = []
         try:
             connection.execute("BEGIN IMMEDIATE")
             for job, _future, _loop in batch:
+                if not isolated:
+                    try:
+                        outcomes.append((True, job(connection)))
+                    except Exception as exc:
+                        raise _JobFailed from exc
+                    continue
                 connection.execute("SAVEPOINT job")
                 try:
                     outcomes.append((True, job(connection)))
@@ -151,12 +194,12 @@ class GroupCommitWriter:
                     outcomes.append((False, exc))
                 connection.execute("RELEASE job")
             connection.execute("COMMIT")
-        except Exception as exc:
+        except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
-            outcomes = [(False, exc)] * len(batch)
-        self.batches += 1
-        self.jobs += len(batch)
-        for (_job, future, loop), (ok, value) in zip(batch, outcomes, strict=True):
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                loop.call_soon_threadsafe(_resolve, future, ok, value)
+            raise
+        return outcomes
+
+
+class _JobFailed(Exception):
+    """A job raised in a batch run without savepoints."""

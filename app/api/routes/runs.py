@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Request, Response, status
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
-from app.api.deps import ServicesDep
+from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.schemas import CancelRequest, LogsPublic, RunCreate, RunPublic, RunsPublic
 from app.api.views import log_line, run_json, run_public
@@ -21,25 +24,36 @@ IDEMPOTENCY_KEY_LENGTH = 255
 MAX_EVENT_ID = 2**63 - 1  # event ids and sequences are SQL BIGINTs
 
 
-@router.post(
-    "/runs",
-    name="create_run",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=RunPublic,
-    responses={
-        200: {"model": RunPublic, "description": "A repeat of an earlier request (same key)"},
-        **PROBLEMS(404, 409, 413, 422),
-    },
-)
-async def create_run(
-    body: RunCreate,
-    services: ServicesDep,
-    idempotency_key: Annotated[
-        str | None, Header(max_length=IDEMPOTENCY_KEY_LENGTH, min_length=1)
-    ] = None,
-) -> Response:
-    """Queue a run; 202 with ``Location``. A repeat with the same ``Idempotency-Key`` and
-    body returns the original run with 200; the same key with another body is a 409."""
+class _CreateRunRoute(APIRoute):
+    """``POST /runs`` with a fast path for the common request: a JSON body that is valid as
+    it stands goes straight to the service. Anything else (another content type, a body
+    that does not validate, a bad header) takes FastAPI's own handling, so the contract and
+    every error response stay exactly what the declared endpoint says."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        declared = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            response = await _create_fast(request)
+            return response if response is not None else await declared(request)
+
+        return handler
+
+
+async def _create_fast(request: Request) -> Response | None:
+    if request.headers.get("content-type") != "application/json":
+        return None
+    key = request.headers.get("idempotency-key")
+    if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH:
+        return None
+    try:
+        body = RunCreate.model_validate_json(await request.body())
+    except ValidationError:
+        return None
+    return await _create(request.app.state.services, body, key)
+
+
+async def _create(services: Services, body: RunCreate, idempotency_key: str | None) -> Response:
     run, created = await services.runs.create(
         body.pipeline, body.params, body.labels, idempotency_key
     )
@@ -50,6 +64,33 @@ async def create_run(
         headers={"Location": f"/runs/{run.id}"},
         media_type="application/json",
     )
+
+
+async def create_run(
+    body: RunCreate,
+    services: ServicesDep,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=IDEMPOTENCY_KEY_LENGTH, min_length=1)
+    ] = None,
+) -> Response:
+    """Queue a run; 202 with ``Location``. A repeat with the same ``Idempotency-Key`` and
+    body returns the original run with 200; the same key with another body is a 409."""
+    return await _create(services, body, idempotency_key)
+
+
+router.add_api_route(
+    "/runs",
+    create_run,
+    methods=["POST"],
+    name="create_run",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RunPublic,
+    responses={
+        200: {"model": RunPublic, "description": "A repeat of an earlier request (same key)"},
+        **PROBLEMS(404, 409, 413, 422),
+    },
+    route_class_override=_CreateRunRoute,
+)
 
 
 @router.get("/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 422))
