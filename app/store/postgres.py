@@ -373,6 +373,12 @@ class PostgresStore:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
             return await _apply(conn, run_id, change, epoch)
 
+    async def apply_all(
+        self, run_id: str, changes: Sequence[Change], epoch: int | None = None
+    ) -> list[EventRow]:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return [await _apply(conn, run_id, change, epoch) for change in changes]
+
     async def claim_queued(
         self, limit: int, owner: str, lease_seconds: float
     ) -> list[tuple[RunRow, EventRow]]:

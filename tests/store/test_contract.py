@@ -300,6 +300,37 @@ async def test_apply_writes_the_change_and_its_event_together(store: Store) -> N
     assert await store.run_events(run.id, 2, 10) == [event]
 
 
+async def test_apply_all_writes_every_change_in_order_in_one_transaction(store: Store) -> None:
+    run = await running(store)
+    succeeded = Change("step.succeeded", {"index": 0}, run={"progress": 0.2},
+                       steps={0: {"status": "succeeded", "progress": 1.0}})  # fmt: skip
+    started = Change("step.started", {"index": 1}, steps={1: {"status": "running"}})
+
+    events = await store.apply_all(run.id, [succeeded, started], run.epoch)
+
+    assert [(e.seq, e.type) for e in events] == [(3, "step.succeeded"), (4, "step.started")]
+    assert await store.run_events(run.id, 2, 10) == events
+    stored = await store.get_run(run.id)
+    assert [s.status for s in stored.steps] == ["succeeded", "running", "pending"]
+    assert (stored.last_seq, stored.progress) == (4, 0.2)
+
+
+async def test_apply_all_writes_nothing_when_one_change_fails(store: Store) -> None:
+    run = await running(store)
+    succeeded = Change("step.succeeded", {"index": 0}, steps={0: {"status": "succeeded"}})
+    queued_only = Change("run.cancelled", expect=frozenset({RunStatus.queued}))
+
+    with pytest.raises(InvalidTransition):
+        await store.apply_all(run.id, [succeeded, queued_only], run.epoch)
+    with pytest.raises(LeaseLost):
+        await store.apply_all(run.id, [succeeded], run.epoch + 1)
+
+    stored = await store.get_run(run.id)
+    assert stored.last_seq == 2
+    assert [s.status for s in stored.steps] == ["pending"] * 3
+    assert [e.type for e in await store.run_events(run.id, 0, 10)] == ["run.queued", "run.started"]
+
+
 async def test_a_run_through_its_whole_life_reads_back_with_the_same_types(store: Store) -> None:
     run = await running(store)
     now = datetime.now(UTC)
