@@ -87,6 +87,9 @@ runs = Table(
     Column("recovery_attempts", Integer, nullable=False, server_default="0"),
     # The run's context after its latest step (its JSON fields), for recovery.
     Column("checkpoint", json_document()),
+    # A queued run's steps as [name, weight, can_rollback] (a store may write them here,
+    # one column, rather than a row each); its step rows replace them when it is claimed.
+    Column("planned_steps", json_document()),
     Index(None, "status", "id"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),

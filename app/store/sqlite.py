@@ -141,14 +141,34 @@ _NOT_NEEDED = RollbackStatus.not_needed.value
 
 
 @functools.lru_cache(maxsize=1024)
-def _queued_steps(steps: tuple[NewStep, ...]) -> tuple[StepRow, ...]:
-    """The rows of a new run's steps. Rows are immutable, and runs of one pipeline mostly
-    share their steps, so runs created alike share these too."""
+def _plan_text(steps: tuple[NewStep, ...]) -> str:
+    """A new run's steps as stored in ``runs.planned_steps``."""
+    return json_dumps([[s.name, s.weight, s.can_rollback] for s in steps])
+
+
+@functools.lru_cache(maxsize=1024)
+def _planned_steps(plan: str) -> tuple[StepRow, ...]:
+    """The steps of a queued run, all pending. Rows are immutable, and runs of one pipeline
+    mostly share their steps, so runs created alike share these too."""
     return tuple(
-        StepRow(i, s.name, s.weight, s.can_rollback, _PENDING, 0.0, 0, None, None, None, None,
+        StepRow(i, name, weight, bool(can_rollback), _PENDING, 0.0, 0, None, None, None, None,
                 _NOT_NEEDED, None, None, None)
-        for i, s in enumerate(steps)
+        for i, (name, weight, can_rollback) in enumerate(json.loads(plan))
     )  # fmt: skip
+
+
+def _materialise(conn: sqlite3.Connection, run_id: str) -> None:
+    """Write the step rows of a run that has only its plan (a claimed run executes)."""
+    found = conn.execute("SELECT planned_steps FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if found is None or found[0] is None:
+        return
+    conn.executemany(
+        'INSERT INTO step_runs (run_id, "index", name, weight, can_rollback, status, '
+        "progress, attempts, rollback_status) VALUES (?, ?, ?, ?, ?, ?, 0.0, 0, ?)",
+        [(run_id, s.index, s.name, s.weight, s.can_rollback, _PENDING, _NOT_NEEDED)
+         for s in _planned_steps(found[0])],
+    )  # fmt: skip
+    conn.execute("UPDATE runs SET planned_steps = NULL WHERE id = ?", (run_id,))
 
 
 def _insert_event(
@@ -245,20 +265,17 @@ class SqliteStore:
                 return _read_run(conn, found[0]), None
         now, run_id = _now(), new_run_id()
         stamp = _time_text(now)
+        # The steps go in one column, not a row each: a queued run's steps are all pending,
+        # and most runs are created faster than they are claimed (see _materialise).
+        plan = _plan_text(run.steps)
         conn.execute(
-            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES "
+            f"INSERT INTO runs ({_RUN_COLUMNS}, planned_steps) VALUES "
             "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
-            "NULL, NULL, 0, 0, NULL)",
+            "NULL, NULL, 0, 0, NULL, ?)",
             (run_id, run.pipeline, _QUEUED, json_dumps(run.params),
-             json_dumps(run.labels), stamp, stamp),
+             json_dumps(run.labels), stamp, stamp, plan),
         )  # fmt: skip
-        steps = _queued_steps(run.steps)
-        conn.executemany(
-            'INSERT INTO step_runs (run_id, "index", name, weight, can_rollback, status, '
-            "progress, attempts, rollback_status) VALUES (?, ?, ?, ?, ?, ?, 0.0, 0, ?)",
-            [(run_id, s.index, s.name, s.weight, s.can_rollback, _PENDING, _NOT_NEEDED)
-             for s in steps],
-        )  # fmt: skip
+        steps = _planned_steps(plan)
         data = {"status": _QUEUED, "progress": 0.0}
         event = _insert_event(conn, run_id, 1, "run.queued", run.pipeline, now, data)
         if run.idempotency_key is not None:
@@ -303,6 +320,7 @@ class SqliteStore:
         claimed = []
         for run_id in ids:
             now = _now()
+            _materialise(conn, run_id)
             _take(conn, run_id, owner, now + timedelta(seconds=lease_seconds))
             change = Change(
                 "run.started",
@@ -393,28 +411,41 @@ class SqliteStore:
             where.append("created_at < ?")
             params.append(_time_text(filters.created_before))
         for key, value in filters.labels.items():
-            where.append("json_extract(labels, ?) = ?")
-            params.extend((json_path(key), value))
+            # json_each, not a JSON path: a path cannot name every key (one with a quote).
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(runs.labels) AS l "
+                "WHERE l.key = ? AND l.type = 'text' AND l.value = ?)"
+            )
+            params.extend((key, value))
         sql = (
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE {' AND '.join(where)} ORDER BY id DESC LIMIT ?"
+            f"SELECT {_RUN_COLUMNS}, planned_steps FROM runs WHERE {' AND '.join(where)} "
+            "ORDER BY id DESC LIMIT ?"
         )
 
         def query(conn: sqlite3.Connection) -> list[RunRow]:
             cursor = conn.execute(sql, (*params, limit))
             rows = [_row(cursor, r) for r in cursor.fetchall()]
-            if not rows:
-                return []
-            marks = ", ".join("?" * len(rows))
-            cursor = conn.execute(
-                f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id IN ({marks}) "
-                'ORDER BY run_id, "index"',
-                [r["id"] for r in rows],
-            )
+            plans = {r["id"]: r.pop("planned_steps") for r in rows}
+            stored = [run_id for run_id, plan in plans.items() if plan is None]
             by_run: dict[str, list[StepRow]] = {}
-            for values in cursor.fetchall():
-                step = _row(cursor, values)
-                by_run.setdefault(step["run_id"], []).append(_step(step))
-            return [_run(r, tuple(by_run.get(r["id"], ()))) for r in rows]
+            if stored:
+                marks = ", ".join("?" * len(stored))
+                cursor = conn.execute(
+                    f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id IN ({marks}) "
+                    'ORDER BY run_id, "index"',
+                    stored,
+                )
+                for values in cursor.fetchall():
+                    step = _row(cursor, values)
+                    by_run.setdefault(step["run_id"], []).append(_step(step))
+            runs = []
+            for row in rows:
+                plan = plans[row["id"]]
+                steps = (
+                    _planned_steps(plan) if plan is not None else tuple(by_run.get(row["id"], ()))
+                )
+                runs.append(_run(row, steps))
+            return runs
 
         return await self._read(query)
 
@@ -499,17 +530,15 @@ class SqliteStore:
         return None
 
 
-def json_path(key: str) -> str:
-    """A JSON path selecting the top-level ``key`` (quoted, so any key is safe)."""
-    return "$." + json.dumps(key)
-
-
 def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
-    cursor = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,))
+    cursor = conn.execute(f"SELECT {_RUN_COLUMNS}, planned_steps FROM runs WHERE id = ?", (run_id,))
     values = cursor.fetchone()
     if values is None:
         raise RunNotFound(f"no run with id {run_id!r}")
     row = _row(cursor, values)
+    plan = row.pop("planned_steps")
+    if plan is not None:
+        return _run(row, _planned_steps(plan))
     cursor = conn.execute(
         f'SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = ? ORDER BY "index"', (run_id,)
     )

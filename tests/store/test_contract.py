@@ -615,10 +615,11 @@ async def test_list_filters_and_pages_newest_first(store: Store) -> None:
 
 
 async def test_labels_with_any_key_are_filtered_exactly(store: Store) -> None:
-    odd = await create(store, labels={"a.b": "1", "$.x": "2", "sp ace": "3"})
-    await create(store, labels={"a": "1"})
+    odd_labels = {"a.b": "1", "$.x": "2", "sp ace": "3", 'quote"d': "4", "a[0]": "5"}
+    odd = await create(store, labels=odd_labels)
+    await create(store, labels={"a": "1", "quote": "4"})
 
-    for key, value in (("a.b", "1"), ("$.x", "2"), ("sp ace", "3")):
+    for key, value in odd_labels.items():
         found = await store.list_runs(RunFilter(labels={key: value}), None, 10)
         assert [run.id for run in found] == [odd.id]
 
