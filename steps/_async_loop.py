@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import time
 from typing import TYPE_CHECKING, Any
 
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
 from steps.errors import StepTimeoutError
+from steps.events import EventType, StepEvent
+from steps.report import StepStatus
 from steps.result import StepResult
 
 if TYPE_CHECKING:
@@ -24,6 +27,11 @@ if TYPE_CHECKING:
     from steps.orchestrator import Orchestrator
 
 __all__ = ["run_async"]
+
+_clock = time.perf_counter
+_new = object.__new__
+_RUNNING, _SUCCEEDED = StepStatus.running, StepStatus.succeeded
+_STARTED, _SUCCEEDED_EVENT = EventType.step_started, EventType.step_succeeded
 
 
 class _Interrupter:
@@ -108,19 +116,129 @@ async def _forward(
     except Exception as exc:
         run.interrupt(exc)
         return
-    for index in range(start, len(run.steps)):
-        step = run.steps[index]
-        run.enter(index)
+    steps, records, pending = run.steps, run.records, run.pending
+    notify, callback, progress, executed = run.notify, run.callback, run.progress, run.executed
+    plan = run.plan
+    asks, may_skip, may_time_out = plan.asks, plan.may_skip, plan.may_time_out
+    async_execute, irreversible = plan.async_execute, plan.irreversible
+    after, reached = progress._after, progress._reached
+    only = notify[0] if len(notify) == 1 else None  # one observer: no loop to set up
+    for index in range(start, len(steps)):
+        step = steps[index]
+        record = records[index]
+        name = record.name
+        run.current = run.log_index = index
+        context.current_step = name
+        context.current_step_order = index
         try:
-            token.raise_if_cancelled()
-            orchestrator._check_stop()
+            if token.cancelled:
+                token.raise_if_cancelled()
+            if orchestrator._stop_reason is not None:
+                orchestrator._check_stop()
             if orchestrator.before_step is not None:
                 orchestrator.before_step(step.name, context)
-            if step.can_skip(context):
-                run.skip(index)
-                await run.drain()
+            timeout = None
+            if asks[index]:  # a can_skip or a timeout of its own to consult
+                if may_skip[index] and step.can_skip(context):
+                    run.skip(index)
+                    if pending:
+                        await run.drain()
+                    continue
+                if may_time_out[index]:
+                    timeout = step.timeout
+            on_loop = async_execute[index]
+            if timeout is not None or not on_loop:
+                if not await _attempts(orchestrator, run, index, step, interrupter, timeout):
+                    return
                 continue
-            if not await _attempts(orchestrator, run, index, step, interrupter):
+            # What Run.start_attempt, Interrupter.wait and Run.complete do, inline for the
+            # common case: a first attempt of an async step, with no time limit, that returns
+            # a successful result. An await of nothing pending is skipped: it would not yield.
+            record.status = _RUNNING
+            record.attempts = 1
+            if notify:
+                event = _new(StepEvent)  # as step_event() builds it, without the call
+                event.type = _STARTED
+                event.step = name
+                event.index = index
+                event.progress = progress.value
+                event.attempt = 1
+                event.step_progress = event.rollback_progress = None
+                event.error = event.result = event.data = None
+                if only is not None:
+                    out = only(event)
+                    if out is not None:
+                        run.defer(out)
+                else:
+                    run.send(event)
+            started = _clock()
+            if pending:
+                await run.drain()
+            # A cancel while the drain was awaited found nothing armed to interrupt.
+            if token.cancelled:
+                token.raise_if_cancelled()
+            try:
+                awaitable: Any = step.execute(context)
+                interrupter.armed = True
+                try:
+                    result = await awaitable
+                except asyncio.CancelledError:
+                    if interrupter.withdraw():
+                        raise Cancelled("run cancelled") from None
+                    raise
+                finally:
+                    interrupter.armed = False
+                if interrupter.fired and interrupter.withdraw():  # the step swallowed our cancel
+                    raise Cancelled("run cancelled")
+                if run.deferred_error is not None:
+                    error, run.deferred_error = run.deferred_error, None
+                    raise error
+            except Exception as exc:
+                record.duration_seconds = _clock() - started
+                if not await _retry(orchestrator, run, index, step, interrupter, 1, exc):
+                    raise
+            else:
+                if type(result) is not StepResult or not result.success:
+                    succeeded = run.complete(index, result, started)
+                    if pending:
+                        await run.drain()
+                    if not succeeded:
+                        return
+                    continue
+                record.duration_seconds = _clock() - started
+                record.result = result
+                context.step_results.append(result)
+                executed.append(index)
+                record.status = _SUCCEEDED
+                record.progress = 1.0
+                if irreversible[index]:
+                    run.pivot_index = index
+                done = after[index]  # as progress.step_done(index)
+                if done > progress._exact:
+                    progress._exact = done
+                    progress.value = reached[index]
+                if notify:
+                    event = _new(StepEvent)
+                    event.type = _SUCCEEDED_EVENT
+                    event.step = name
+                    event.index = index
+                    event.progress = progress.value
+                    event.attempt = 1
+                    event.step_progress = event.rollback_progress = None
+                    event.error = event.data = None
+                    event.result = result
+                    if only is not None:
+                        out = only(event)
+                        if out is not None:
+                            run.defer(out)
+                    else:
+                        run.send(event)
+                if callback is not None:
+                    run.call_back()
+                if pending:
+                    await run.drain()
+                continue
+            if not await _attempts(orchestrator, run, index, step, interrupter, None, 1):
                 return
         except Cancelled as exc:
             run.cancel(index, exc)
@@ -136,43 +254,61 @@ async def _attempts(
     index: int,
     step: BaseStep[C],
     interrupter: _Interrupter,
+    limit: float | None,
+    attempt: int = 0,
 ) -> bool:
-    timeout, attempt = step.timeout, 0
-    context, on_loop = orchestrator.context, step.is_async
+    """Execute ``step`` after ``attempt`` tries until it succeeds or its retry policy gives
+    up; return success."""
+    context, on_loop = orchestrator.context, run.plan.async_execute[index]
     while True:
         attempt += 1
-        started = run.start_attempt(index, attempt, timeout)
+        started = run.start_attempt(index, attempt, limit)
         await run.drain()
         # A cancel while the drain was awaited found nothing armed to interrupt.
         run.token.raise_if_cancelled()
         try:
             if on_loop:
-                result = await interrupter.wait(step.execute(context), timeout, step.name)
+                result = await interrupter.wait(step.execute(context), limit, step.name)
             else:
                 result = await asyncio.to_thread(step.execute, context)
                 if inspect.isawaitable(result):
-                    result = await interrupter.wait(result, timeout, step.name)
+                    result = await interrupter.wait(result, limit, step.name)
             if interrupter.withdraw():  # the step swallowed our cancel
                 raise Cancelled("run cancelled")
             if run.deferred_error is not None:
                 error, run.deferred_error = run.deferred_error, None
                 raise error
-            if timeout is not None:
-                run.check_deadline(index, started, timeout)
+            if limit is not None:
+                run.check_deadline(index, started, limit)
         except Exception as exc:
-            run.end_attempt(index, started, timeout)
-            policy = orchestrator._policy(step)
-            if not policy.should_retry(attempt, exc):
+            run.end_attempt(index, started, limit)
+            if not await _retry(orchestrator, run, index, step, interrupter, attempt, exc):
                 raise
-            delay = policy.delay(attempt)
-            run.retrying(index, exc, delay)
-            await run.drain()
-            run.token.raise_if_cancelled()
-            await interrupter.wait(asyncio.sleep(delay), None, step.name)
             continue
         succeeded = run.complete(index, result, started)
         await run.drain()
         return succeeded
+
+
+async def _retry(
+    orchestrator: Orchestrator[C],
+    run: Run[C],
+    index: int,
+    step: BaseStep[C],
+    interrupter: _Interrupter,
+    attempt: int,
+    error: Exception,
+) -> bool:
+    """Whether ``step``, failed on ``attempt``, gets another; if so, after its delay."""
+    policy = orchestrator._policy(step)
+    if not policy.should_retry(attempt, error):
+        return False
+    delay = policy.delay(attempt)
+    run.retrying(index, error, delay)
+    await run.drain()
+    run.token.raise_if_cancelled()
+    await interrupter.wait(asyncio.sleep(delay), None, step.name)
+    return True
 
 
 async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:

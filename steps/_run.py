@@ -12,13 +12,12 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
-from steps.base import BaseStep, C
+from steps.base import C
 from steps.cancellation import Cancelled
 from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
-from steps.events import EventType, StepEvent, StepObserver
-from steps.progress import WeightedProgress
+from steps.events import EventType, StepEvent, StepObserver, step_event
 from steps.recovery import StepCheckpoint
-from steps.registry import StepSpec
+from steps.registry import RunPlan
 from steps.report import RollbackStatus, RunOutcome, RunReport, StepRecord, StepStatus
 from steps.result import StepResult
 
@@ -48,28 +47,27 @@ class Run(Generic[C]):
 
     def __init__(
         self,
-        steps: Sequence[BaseStep[C]],
-        specs: Sequence[StepSpec],
+        plan: RunPlan[C],
         context: C,
         observers: Sequence[StepObserver],
         progress_callback: ProgressCallback | None,
     ) -> None:
-        self.steps = steps
+        self.plan = plan
+        self.steps = plan.steps
         self.context = context
         self.token = context.runtime_ctx.cancellation
-        self.progress = WeightedProgress([spec.weight for spec in specs])
-        self.records = list(
-            map(StepRecord, [spec.name for spec in specs], range(len(specs)), self.progress.weights)
-        )
-        self._irreversible = [spec.irreversible for spec in specs]
+        self.progress = plan.progress.fresh()
+        names = plan.names
+        self.records = list(map(StepRecord, names, range(len(names)), self.progress.weights))
+        self._irreversible = plan.irreversible
         self.report = RunReport(steps=self.records)
         self.executed: list[int] = []
         self.pivot_index = -1
         self.current: int | None = None
-        self._log_index: int | None = None  # the step that log lines are attributed to
-        self._notify = [o.on_event for o in observers]
+        self.log_index: int | None = None  # the step that log lines are attributed to
+        self.notify = [o.on_event for o in observers]
         self.pending: deque[Awaitable[None]] = deque()  # returned by async observers
-        self._callback = progress_callback
+        self.callback = progress_callback
         self._reported = 0.0  # the progress the callback last heard
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -81,7 +79,7 @@ class Run(Generic[C]):
     # -- events --------------------------------------------------------------------------
 
     def emit(self, type_: EventType, index: int | None, **fields: Any) -> None:
-        if not self._notify:
+        if not self.notify:
             return
         event = StepEvent(
             type_,
@@ -90,25 +88,25 @@ class Run(Generic[C]):
             self.progress.value,
             **fields,
         )
-        for notify in self._notify:
-            out = notify(event)
-            if out is not None:
-                self._defer(out)
+        self.send(event)
 
     def _emit_step(
         self, type_: EventType, record: StepRecord, result: StepResult | None = None
     ) -> None:
-        # The per-step fast path of emit(): positional arguments only.
-        event = StepEvent(
-            type_, record.name, record.index, self.progress.value, record.attempts,
-            None, None, None, result, None,
-        )  # fmt: skip
-        for notify in self._notify:
+        self.send(
+            step_event(
+                type_, record.name, record.index, self.progress.value, record.attempts, result
+            )
+        )
+
+    def send(self, event: StepEvent) -> None:
+        """Hand ``event`` to every observer, in order."""
+        for notify in self.notify:
             out = notify(event)
             if out is not None:
-                self._defer(out)
+                self.defer(out)
 
-    def _defer(self, awaitable: Awaitable[None]) -> None:
+    def defer(self, awaitable: Awaitable[None]) -> None:
         if self._loop is None:
             close = getattr(awaitable, "close", None)
             if close is not None:
@@ -145,10 +143,10 @@ class Run(Generic[C]):
         except Exception as exc:
             self.context.errors.append(f"observer failed on {type_.value}: {exc!r}")
 
-    def _call_back(self) -> None:
-        if self._callback is not None and self.progress.value != self._reported:
+    def call_back(self) -> None:
+        if self.callback is not None and self.progress.value != self._reported:
             self._reported = self.progress.value
-            self._callback(round(self._reported * 100, 4), 100)
+            self.callback(round(self._reported * 100, 4), 100)
 
     # -- reporter protocol (called through the context by running steps) -----------------
 
@@ -181,12 +179,12 @@ class Run(Generic[C]):
             record.progress = fraction
         self.progress.step_progress(index, fraction)
         self.emit(EventType.step_progress, index, attempt=record.attempts, step_progress=fraction)
-        self._call_back()
+        self.call_back()
 
     def report_log(self, step: str | None, level: str, event: str, data: Mapping[str, Any]) -> None:
-        if not self._notify:
+        if not self.notify:
             return
-        index = self._log_index
+        index = self.log_index
         if self._loop is not None and threading.get_ident() != self._loop_thread:
             self._loop.call_soon_threadsafe(self._log_now, index, step, level, event, data)
         else:
@@ -257,11 +255,6 @@ class Run(Generic[C]):
         self._started_at = time.perf_counter()
         self.emit(EventType.run_started, None, data={"steps_total": len(self.steps)})
 
-    def enter(self, index: int) -> None:
-        self.current = self._log_index = index
-        self.context.current_step = self.records[index].name
-        self.context.current_step_order = index
-
     def skip(self, index: int) -> None:
         record = self.records[index]
         record.status = StepStatus.skipped
@@ -269,7 +262,7 @@ class Run(Generic[C]):
         self.context.step_results.append(StepResult(success=True, skipped=True))
         self.progress.step_done(index)
         self.emit(EventType.step_skipped, index)
-        self._call_back()
+        self.call_back()
 
     def start_attempt(self, index: int, attempt: int, timeout: float | None) -> float:
         record = self.records[index]
@@ -278,7 +271,7 @@ class Run(Generic[C]):
         if timeout is not None:
             deadline = (time.monotonic() + timeout, record.name, timeout)
             object.__setattr__(self.context, "_deadline", deadline)
-        if self._notify:
+        if self.notify:
             self._emit_step(_STARTED, record)
         return _clock()
 
@@ -328,10 +321,10 @@ class Run(Generic[C]):
         if self._irreversible[index]:
             self.pivot_index = index
         self.progress.step_done(index)
-        if self._notify:
+        if self.notify:
             self._emit_step(_SUCCEEDED_EVENT, record, result)
-        if self._callback is not None:
-            self._call_back()
+        if self.callback is not None:
+            self.call_back()
         return True
 
     def fail(self, index: int, error: BaseException) -> None:
@@ -436,7 +429,7 @@ class Run(Generic[C]):
         record.rollback = RollbackStatus.running
         self.context.current_step = record.name
         self.context.current_step_order = index
-        self.current, self._log_index = None, index
+        self.current, self.log_index = None, index
         self._emit_quietly(
             EventType.step_rollback_started, index, rollback_progress=self._rollback_progress()
         )

@@ -80,6 +80,10 @@ def _fraction(current: float, total: float | None) -> float:
     return current / total
 
 
+def _none() -> None:
+    return None
+
+
 @dataclass
 class BaseStepContext:
     """State shared by the steps of one run; subclass it with your own fields.
@@ -92,8 +96,11 @@ class BaseStepContext:
     runtime_ctx: RuntimeContext
     step_results: list[StepResult] = field(default_factory=list, kw_only=True)
     errors: list[str] = field(default_factory=list, kw_only=True)
-    current_step: str | None = field(default=None, init=False)
-    current_step_order: int | None = field(default=None, init=False)
+    # Set on the instance by __init__, with no class attribute behind them: on some Python
+    # versions setting an attribute that shadows a class attribute is markedly slower, and
+    # the orchestrator sets both for every step.
+    current_step: str | None = field(default_factory=_none, init=False)
+    current_step_order: int | None = field(default_factory=_none, init=False)
     user_failure_message_emitted: bool = field(default=False, init=False)
 
     # Set by the running orchestrator; class-level defaults keep them out of the dataclass

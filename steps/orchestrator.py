@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
 from steps._run import ProgressCallback, Run
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
-from steps.events import StepObserver
+from steps.events import EventType, StepEvent, StepObserver
 from steps.recovery import Recovery, StepCheckpoint
 from steps.registry import StepRegistry
-from steps.report import RunOutcome, RunReport
+from steps.report import RunOutcome, RunReport, StepStatus
 from steps.result import StepResult
 from steps.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
@@ -22,6 +23,11 @@ __all__ = ["BeforeStep", "Orchestrator"]
 
 BeforeStep = Callable[[str, Any], None]
 """``before_step(name, context)``, called before each step's skip check."""
+
+_clock = time.perf_counter
+_new = object.__new__
+_RUNNING, _SUCCEEDED = StepStatus.running, StepStatus.succeeded
+_STARTED, _SUCCEEDED_EVENT = EventType.step_started, EventType.step_succeeded
 
 
 class Orchestrator(Generic[C]):
@@ -163,14 +169,7 @@ class Orchestrator(Generic[C]):
         if self._running:
             raise RuntimeError("this orchestrator is already executing")
         self._running = True
-        registry = self.registry
-        run = Run(
-            registry.get_steps(),
-            registry.get_specs(),
-            self.context,
-            self.observers,
-            self.progress_callback,
-        )
+        run = Run(self.registry.run_plan(), self.context, self.observers, self.progress_callback)
         if loop is not None:
             run.bind_loop(loop)
         self.report = run.report
@@ -205,18 +204,97 @@ class Orchestrator(Generic[C]):
 
     def _forward(self, run: Run[C]) -> None:
         context, token, before_step = self.context, run.token, self.before_step
+        records, notify, callback = run.records, run.notify, run.callback
+        plan, progress, executed = run.plan, run.progress, run.executed
+        asks, may_skip, may_time_out = plan.asks, plan.may_skip, plan.may_time_out
+        irreversible = plan.irreversible
+        after, reached = progress._after, progress._reached
+        only = notify[0] if len(notify) == 1 else None  # one observer: no loop to set up
         for index, step in enumerate(run.steps):
-            run.enter(index)
+            record = records[index]
+            name = record.name
+            run.current = run.log_index = index
+            context.current_step = name
+            context.current_step_order = index
             try:
                 if token.cancelled:
                     token.raise_if_cancelled()
-                self._check_stop()
+                if self._stop_reason is not None:
+                    self._check_stop()
                 if before_step is not None:
                     before_step(step.name, context)
-                if step.can_skip(context):
-                    run.skip(index)
+                if asks[index]:  # a can_skip or a timeout of its own to consult
+                    if may_skip[index] and step.can_skip(context):
+                        run.skip(index)
+                        continue
+                    timeout = step.timeout if may_time_out[index] else None
+                    if timeout is not None:
+                        if not self._attempts(run, index, step, timeout):
+                            return
+                        continue
+                # What Run.start_attempt and Run.complete do, inline for the common case:
+                # a first attempt, with no time limit, that returns a successful result.
+                record.status = _RUNNING
+                record.attempts = 1
+                if notify:
+                    event = _new(StepEvent)  # as step_event() builds it, without the call
+                    event.type = _STARTED
+                    event.step = name
+                    event.index = index
+                    event.progress = progress.value
+                    event.attempt = 1
+                    event.step_progress = event.rollback_progress = None
+                    event.error = event.result = event.data = None
+                    if only is not None:
+                        out = only(event)
+                        if out is not None:
+                            run.defer(out)
+                    else:
+                        run.send(event)
+                started = _clock()
+                try:
+                    result = step.execute(context)
+                except Exception as exc:
+                    record.duration_seconds = _clock() - started
+                    if not self._retry(run, index, step, 1, exc):
+                        raise
+                else:
+                    if type(result) is not StepResult or not result.success:
+                        if not run.complete(index, result, started):  # type: ignore[arg-type]
+                            return
+                        continue
+                    record.duration_seconds = _clock() - started
+                    record.result = result
+                    context.step_results.append(result)
+                    executed.append(index)
+                    record.status = _SUCCEEDED
+                    record.progress = 1.0
+                    if irreversible[index]:
+                        run.pivot_index = index
+                    done = after[index]  # as progress.step_done(index)
+                    if done > progress._exact:
+                        progress._exact = done
+                        progress.value = reached[index]
+                    if notify:
+                        event = _new(StepEvent)
+                        event.type = _SUCCEEDED_EVENT
+                        event.step = name
+                        event.index = index
+                        event.progress = progress.value
+                        event.attempt = 1
+                        event.step_progress = event.rollback_progress = None
+                        event.error = event.data = None
+                        event.result = result
+                        if only is not None:
+                            out = only(event)
+                            if out is not None:
+                                run.defer(out)
+                        else:
+                            run.send(event)
+                    if callback is not None:
+                        run.call_back()
                     continue
-                if not self._attempts(run, index, step):
+                if not self._attempts(run, index, step, None, 1):
                     return
             except Cancelled as exc:
                 run.cancel(index, exc)
@@ -225,9 +303,12 @@ class Orchestrator(Generic[C]):
                 run.fail(index, exc)
                 return
 
-    def _attempts(self, run: Run[C], index: int, step: BaseStep[C]) -> bool:
-        """Execute ``step`` until it succeeds or its retry policy gives up; return success."""
-        context, timeout, attempt = self.context, step.timeout, 0
+    def _attempts(
+        self, run: Run[C], index: int, step: BaseStep[C], timeout: float | None, attempt: int = 0
+    ) -> bool:
+        """Execute ``step`` after ``attempt`` tries until it succeeds or its retry policy gives
+        up; return success."""
+        context = self.context
         while True:
             attempt += 1
             started = run.start_attempt(index, attempt, timeout)
@@ -237,15 +318,23 @@ class Orchestrator(Generic[C]):
                     run.check_deadline(index, started, timeout)
             except Exception as exc:
                 run.end_attempt(index, started, timeout)
-                policy = self._policy(step)  # looked up only when it is needed
-                if not policy.should_retry(attempt, exc):
+                if not self._retry(run, index, step, attempt, exc):
                     raise
-                delay = policy.delay(attempt)
-                run.retrying(index, exc, delay)
-                if run.token.wait(delay):
-                    run.token.raise_if_cancelled()
                 continue
             return run.complete(index, result, started)  # type: ignore[arg-type]
+
+    def _retry(
+        self, run: Run[C], index: int, step: BaseStep[C], attempt: int, error: Exception
+    ) -> bool:
+        """Whether ``step``, failed on ``attempt``, gets another; if so, after its delay."""
+        policy = self._policy(step)  # looked up only when it is needed
+        if not policy.should_retry(attempt, error):
+            return False
+        delay = policy.delay(attempt)
+        run.retrying(index, error, delay)
+        if run.token.wait(delay):
+            run.token.raise_if_cancelled()
+        return True
 
     def _rollback(self, run: Run[C]) -> None:
         for index in run.plan_rollback():

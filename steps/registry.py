@@ -2,26 +2,89 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import Generic, NamedTuple
 
 from steps.base import BaseStep, C
-from steps.progress import normalize_weights, validate_weight
+from steps.progress import WeightedProgress, normalize_weights, validate_weight
 
-__all__ = ["StepRegistry", "StepSpec"]
+__all__ = ["RunPlan", "StepRegistry", "StepSpec"]
+
+_BASE_CAN_SKIP = BaseStep.can_skip
+_BASE_TIMEOUT = BaseStep.timeout
 
 
 class StepSpec(NamedTuple):
     """What a registry reads once from a step when it is registered.
 
-    A step's name, weight, irreversibility and sync/async nature are declarations, not
-    state: reading them once keeps them off every run's per-step path.
+    A step's name, weight, irreversibility, sync/async nature, and whether it has a
+    ``can_skip`` or a ``timeout`` of its own, are declarations, not state: reading them once
+    keeps them off every run's per-step path. A step's own ``can_skip`` and ``timeout`` are
+    still asked at every run.
     """
 
     name: str
     weight: float
     irreversible: bool
     is_async: bool
+    """Whether ``execute`` or ``rollback`` is a coroutine function."""
+    async_execute: bool
+    """Whether ``execute`` is a coroutine function."""
+    may_skip: bool
+    """Whether the step has a ``can_skip`` of its own; the base one never skips."""
+    may_time_out: bool
+    """Whether the step has a ``timeout`` of its own; the base one has no limit."""
+
+
+def _spec(name: str, weight: float, step: BaseStep[C]) -> StepSpec:
+    irreversible = bool(step.irreversible)
+    async_execute = step.is_async
+    own = getattr(step, "__dict__", {})
+    return StepSpec(
+        name,
+        weight,
+        irreversible,
+        async_execute or step.is_async_rollback,
+        async_execute,
+        type(step).can_skip is not _BASE_CAN_SKIP or "can_skip" in own,
+        type(step).timeout is not _BASE_TIMEOUT,
+    )
+
+
+class RunPlan(Generic[C]):
+    """What every run of a registry reads, worked out once until the registry changes.
+
+    Nothing in it is mutated: each run shares it, and a change to the registry makes a new
+    one, so a run in progress keeps the steps it started with.
+    """
+
+    __slots__ = (
+        "asks",
+        "async_execute",
+        "has_async",
+        "irreversible",
+        "may_skip",
+        "may_time_out",
+        "names",
+        "progress",
+        "specs",
+        "steps",
+    )
+
+    def __init__(self, steps: list[BaseStep[C]], specs: list[StepSpec]) -> None:
+        self.steps = tuple(steps)
+        self.specs = tuple(specs)
+        columns = tuple(zip(*specs, strict=True)) or ((),) * len(StepSpec._fields)
+        names, weights, irreversible, is_async, async_execute, may_skip, may_time_out = columns
+        self.names: tuple[str, ...] = names
+        self.progress = WeightedProgress(weights)
+        self.irreversible: tuple[bool, ...] = irreversible
+        self.async_execute: tuple[bool, ...] = async_execute
+        self.may_skip: tuple[bool, ...] = may_skip
+        self.may_time_out: tuple[bool, ...] = may_time_out
+        self.asks = tuple(map(operator.or_, may_skip, may_time_out))
+        self.has_async = any(is_async)
 
 
 class StepRegistry(Generic[C]):
@@ -31,11 +94,12 @@ class StepRegistry(Generic[C]):
     negative or non-finite ``progress_weight``.
     """
 
-    __slots__ = ("_specs", "_steps")
+    __slots__ = ("_plan", "_specs", "_steps")
 
     def __init__(self) -> None:
         self._steps: list[BaseStep[C]] = []
         self._specs: list[StepSpec] = []
+        self._plan: RunPlan[C] | None = None
 
     def register(self, step: BaseStep[C]) -> None:
         """Append ``step`` at the end."""
@@ -46,6 +110,7 @@ class StepRegistry(Generic[C]):
         for i, spec in enumerate(self._specs):
             if spec.name == name:
                 del self._steps[i], self._specs[i]
+                self._plan = None
                 return
 
     def insert_before(self, name: str, step: BaseStep[C]) -> None:
@@ -71,10 +136,17 @@ class StepRegistry(Generic[C]):
         """What was read from each step at registration, in order."""
         return list(self._specs)
 
+    def run_plan(self) -> RunPlan[C]:
+        """The steps and what a run needs from them, shared by every run until a change."""
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = RunPlan(self._steps, self._specs)
+        return plan
+
     @property
     def has_async_steps(self) -> bool:
         """Whether any step's ``execute`` or ``rollback`` is a coroutine function."""
-        return any(spec.is_async for spec in self._specs)
+        return self.run_plan().has_async
 
     @property
     def total_weight(self) -> float:
@@ -116,9 +188,7 @@ class StepRegistry(Generic[C]):
             raise ValueError(f"step {step!r} needs a non-empty string name")
         if any(spec.name == name for spec in self._specs):
             raise ValueError(f"a step named {name!r} is already registered")
-        weight = validate_weight(name, step.progress_weight)
-        spec = StepSpec(
-            name, weight, bool(step.irreversible), step.is_async or step.is_async_rollback
-        )
+        spec = _spec(name, validate_weight(name, step.progress_weight), step)
         self._steps.insert(index, step)
         self._specs.insert(index, spec)
+        self._plan = None
