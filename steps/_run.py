@@ -72,6 +72,8 @@ class Run(Generic[C]):
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
+        self._thread_progress: tuple[str | None, float] = (None, 0.0)
+        self._progress_handed = False  # a hand-over of _thread_progress is on the loop
         self.deferred_error: BaseException | None = None
         self._planned = 0
         self._undone = 0
@@ -157,11 +159,21 @@ class Run(Generic[C]):
 
     def report_progress(self, step: str | None, fraction: float) -> None:
         if self._loop is not None and threading.get_ident() != self._loop_thread:
-            self._loop.call_soon_threadsafe(self._progress_from_thread, step, fraction)
+            # From a step's thread only the latest report matters (each one supersedes the
+            # one before), so the loop gets one hand-over at a time, not one per report: a
+            # step reporting a million times must not queue a million callbacks. Written
+            # before the flag is read here and cleared before the value is read on the
+            # loop, so the latest report is always handed over.
+            self._thread_progress = (step, fraction)
+            if not self._progress_handed:
+                self._progress_handed = True
+                self._loop.call_soon_threadsafe(self._progress_from_thread)
             return
         self._progress(step, fraction)
 
-    def _progress_from_thread(self, step: str | None, fraction: float) -> None:
+    def _progress_from_thread(self) -> None:
+        self._progress_handed = False
+        step, fraction = self._thread_progress
         try:
             self._progress(step, fraction)
         except Exception as exc:

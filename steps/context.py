@@ -125,7 +125,11 @@ class BaseStepContext:
         self, current: float, total: float | None = None, step: str | None = None
     ) -> None:
         """Report how far the current step is: ``(current, total)`` or a fraction from 0 to 1."""
-        fraction = _fraction(current, total)
+        # Steps call this in tight loops: the common, valid case costs no extra call.
+        if total is not None and total > 0 and 0 <= current <= total:
+            fraction = current / total
+        else:
+            fraction = _fraction(current, total)
         reporter = self._reporter
         if reporter is not None:
             reporter.report_progress(step or self.current_step, fraction)
