@@ -1,13 +1,15 @@
 """Runs completed per second, end to end through the API (a by-hand benchmark, not a test).
 
-What is measured: ``stepline serve`` (``python -m app serve``, default settings: 2 workers
-on this machine) on a fresh SQLite file in a temporary directory, with the ``NOOP_10`` test
-pipeline (ten no-op steps). Each client, an ``httpx.AsyncClient`` task in this process,
-loops: ``POST /runs``, then follow ``GET /runs/{id}/events`` (SSE) until the stream ends
-after the run's terminal event. ``CLIENTS`` clients (1 and 32) loop for ``--seconds``; the
-runs whose terminal event arrived before the deadline count, the runs in flight at the
-deadline finish uncounted before the next measurement starts. Also reported: the median
-time from POST to terminal event, and the CPU this (client) process and the server used.
+What is measured: ``stepline serve`` (``python -m app serve``, default settings but
+``--workers``, which sets ``STEPLINE_WORKERS``: how many runs execute at once; the default
+is the core count, 2 on this machine) on a fresh SQLite file in a temporary directory, with
+the ``NOOP_10`` test pipeline (ten no-op steps). Each client, an ``httpx.AsyncClient`` task
+in this process, loops: ``POST /runs``, then follow ``GET /runs/{id}/events`` (SSE) until
+the stream ends after the run's terminal event. ``CLIENTS`` clients (1 and 32) loop for
+``--seconds``; the runs whose terminal event arrived before the deadline count, the runs in
+flight at the deadline finish uncounted before the next measurement starts. Also reported:
+the median time from POST to terminal event, and the CPU this (client) process and the
+server used.
 
 Baseline, in this process and in the same repetition: the same ten step objects through
 ``steps.Orchestrator(registry, BaseStepContext(RuntimeContext())).execute()`` for
@@ -73,6 +75,7 @@ from _harness import (
 from _peers import DBOS
 from commit_floor import commit_cost_us
 
+from app.settings import Settings
 from steps import BaseStep, BaseStepContext, Orchestrator, RuntimeContext, StepRegistry
 
 CLIENTS = (1, 32)
@@ -274,13 +277,13 @@ def dbos_ratio(samples: Samples, clients: int) -> float:
     )
 
 
-def summary(samples: Samples, dbos: bool) -> list[Summary]:
+def summary(samples: Samples, dbos: bool, workers: int) -> list[Summary]:
     """This benchmark's lines of the combined table."""
     rows = {r.label: r for r in table(samples)}
     lines = []
     if dbos:
         for n in CLIENTS:
-            lines.append(dbos_summary(samples, rows[f"API, {n} client(s)"], n))
+            lines.append(dbos_summary(samples, rows[f"API, {n} client(s)"], n, workers))
     low = min(CLIENTS)
     lines.append(
         summary_of(
@@ -300,8 +303,8 @@ def summary(samples: Samples, dbos: bool) -> list[Summary]:
     return lines
 
 
-def dbos_summary(samples: Samples, ours: Row, clients: int) -> Summary:
-    measure = f"{PIPELINE} over HTTP, create -> terminal, {clients} client(s)"
+def dbos_summary(samples: Samples, ours: Row, clients: int, workers: int) -> Summary:
+    measure = f"{PIPELINE} over HTTP, create -> terminal, {clients} client(s), {workers} workers"
     baseline = f"DBOS {DBOS.version}, 10-step workflow, {clients} thread(s)"
     target = f">= {DBOS_RATIO_TARGET:g}x"
     if samples.dbos_skipped or not samples.dbos:
@@ -324,21 +327,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="per window")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--dbos", action="store_true", help="compare with DBOS")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="runs the server executes at once (STEPLINE_WORKERS; default: its own default, "
+        "the core count)",
+    )
     args = parser.parse_args(argv)
-    if args.reps < 1 or args.seconds <= 0:
-        parser.error("--reps must be at least 1 and --seconds positive")
+    if args.reps < 1 or args.seconds <= 0 or (args.workers is not None and args.workers < 1):
+        parser.error("--reps and --workers must be at least 1 and --seconds positive")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    workers = args.workers or Settings().workers
     config = {"clients": list(CLIENTS), "reps": args.reps, "seconds": args.seconds,
-              "baseline_seconds": BASELINE_S, "pipeline": PIPELINE, "dbos": args.dbos}  # fmt: skip
-    with (
-        tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp,
-        serving("stepline", *stepline(Path(tmp))) as server,
-    ):
-        samples = run_async(sample(server, args.reps, args.seconds, Path(tmp), args.dbos))
+              "baseline_seconds": BASELINE_S, "pipeline": PIPELINE, "dbos": args.dbos,
+              "workers": workers}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp:
+        argv_, env, log = stepline(Path(tmp))
+        env["STEPLINE_WORKERS"] = str(workers)
+        with serving("stepline", argv_, env, log) as server:
+            samples = run_async(sample(server, args.reps, args.seconds, Path(tmp), args.dbos))
     if samples.dbos_skipped:
         config["dbos_skipped"] = samples.dbos_skipped
     elif samples.dbos:
@@ -352,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         table(samples),
         verdicts(samples),
         args.json,
-        summary(samples, args.dbos),
+        summary(samples, args.dbos, workers),
     )
     return 0
 
