@@ -27,7 +27,8 @@ from app.runs.bus import EventBus
 from app.runs.service import RunService
 from app.runs.worker import WorkerPool
 from app.settings import Settings
-from app.store import open_store
+from app.store import SqliteStore, open_store
+from app.store.base import Store
 
 __all__ = ["create_app"]
 
@@ -42,6 +43,21 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
+def _event_bus(store: Store) -> EventBus:
+    """In-process on SQLite (one process serves it all); on PostgreSQL, one that sees the
+    events of every replica sharing the database, told of their commits by ``LISTEN``."""
+    if isinstance(store, SqliteStore):
+        return EventBus()
+    from app.store.postgres import PostgresStore  # asyncpg: only with the postgres extra
+
+    if isinstance(store, PostgresStore):
+        from app.runs.log_bus import LogEventBus
+        from app.store.pg_listener import EventListener
+
+        return LogEventBus(store, EventListener(store.dsn))
+    return EventBus()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the pipelines ``settings`` name, on the store it names."""
     settings = settings if settings is not None else Settings()
@@ -51,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         use_entry_points=settings.entry_points,
     )
     store = open_store(settings.database_url)
-    bus = EventBus()
+    bus = _event_bus(store)
     metrics = Metrics()
     workers = WorkerPool(
         store,
@@ -69,6 +85,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        try:
+            await bus.start()  # before the workers, whose events it must deliver
+        except BaseException:
+            await store.close()
+            raise
         services.loop = asyncio.get_running_loop()
         workers.start()
         # Everything built so far lives as long as the process: keep it out of the garbage
@@ -79,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             services.begin_shutdown()
             await workers.stop(settings.graceful_shutdown_seconds)
+            await bus.stop()
             await store.close()
 
     app = FastAPI(

@@ -2,7 +2,8 @@
 
 The event log in the store is the source of truth; the bus only says "this was just
 committed". A subscriber registers before it replays the log, then drops what it already
-sent, so nothing falls between replay and live.
+sent, so nothing falls between replay and live. On PostgreSQL, ``app.runs.log_bus``
+extends it to the events of every replica.
 """
 
 from __future__ import annotations
@@ -40,7 +41,18 @@ class EventBus:
     def subscriber_count(self) -> int:
         return len(self._everything) + sum(len(s) for s in self._by_run.values())
 
+    async def start(self) -> None:
+        """Begin delivering; the in-process bus has nothing to start."""
+
+    async def stop(self) -> None:
+        """Release what delivery holds, once the bus is closed; here that is nothing."""
+
     def publish(self, event: EventRow) -> None:
+        """``event`` was just committed by a writer in this process."""
+        self.deliver(event)
+
+    def deliver(self, event: EventRow) -> None:
+        """Hand ``event`` to the subscribers of its run and of all runs."""
         for subscription in self._by_run.get(event.run_id, ()):
             subscription.queue.put_nowait(event)
         for subscription in self._everything:

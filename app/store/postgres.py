@@ -13,6 +13,11 @@ replicas can share one database:
   their commit (shared, so that writers do not queue on it); readers of the global order take the
   same lock exclusively, which waits out every writer holding an id, then read. It is the
   last lock a writer takes, and the readers hold no other, so it cannot deadlock.
+- Each event is announced on ``EVENTS_CHANNEL`` with ``NOTIFY`` in the transaction that
+  writes it, so PostgreSQL sends it at the commit, or never if the transaction rolls back:
+  every writer, whichever replica or worker it runs in, tells every listening replica
+  (``app.store.pg_listener``) that the log has grown. The price: PostgreSQL passes the
+  commits of notifying transactions one at a time, to queue announcements in commit order.
 - Idempotency keys rely on the table's primary key: of two concurrent creates with one key,
   the second waits for the first to commit, then returns its run.
 
@@ -46,7 +51,7 @@ from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepR
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["PostgresStore", "postgres_dsn"]
+__all__ = ["EVENTS_CHANNEL", "PostgresStore", "postgres_dsn"]
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -62,6 +67,9 @@ CREATE_ATTEMPTS = 3
 # time migrate.
 EVENT_ORDER_LOCK = 0x537465706C696E65
 MIGRATION_LOCK = EVENT_ORDER_LOCK + 1
+# Every committed event is announced here, with its ids only: the log stays the one source
+# of the event itself, and a payload never nears NOTIFY's 8000-byte limit.
+EVENTS_CHANNEL = "stepline_events"
 
 _RUN_COLUMNS = (
     "id", "pipeline", "status", "params", "labels", "progress", "rollback_progress", "error",
@@ -180,10 +188,14 @@ async def _insert_event(
 ) -> EventRow:
     # Held to the commit: readers of the global order wait for this event (see the module).
     await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", EVENT_ORDER_LOCK)
+    # The announcement rides in the same statement (no extra round trip) and in the same
+    # transaction, so it goes out at the commit, or not at all.
     event_id = await conn.fetchval(
-        "INSERT INTO events (run_id, seq, type, pipeline, created_at, data) "
-        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        run_id, seq, type_, pipeline, now, data,
+        "WITH e AS (INSERT INTO events (run_id, seq, type, pipeline, created_at, data) "
+        "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id, run_id, seq) "
+        "SELECT id, pg_notify($7, json_build_object('id', id, 'run_id', run_id, 'seq', seq)"
+        "::text) FROM e",
+        run_id, seq, type_, pipeline, now, data, EVENTS_CHANNEL,
     )  # fmt: skip
     return EventRow(event_id, run_id, seq, type_, pipeline, now, data)
 
@@ -295,6 +307,11 @@ class PostgresStore:
                 await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT)
             except TimeoutError:
                 pool.terminate()  # a connection still in use must not hold up shutdown
+
+    @property
+    def dsn(self) -> str:
+        """The asyncpg DSN, for a connection of one's own (a listener)."""
+        return self._dsn
 
     @property
     def pool(self) -> asyncpg.Pool[asyncpg.Record]:

@@ -356,3 +356,56 @@ class PacedAction(BaseAction[PacedParams]):
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Paced())
+
+
+# Loaded by path by the tests of several server processes (not in PIPELINES): a test cannot
+# open an in-process gate of another process, but it can create a file.
+
+
+class FileGateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str  # a path: step b waits until a file is there
+    logs: int = 0
+
+
+class FileGated(BaseStep[Any]):
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        params: FileGateParams = context.params
+        for i in range(params.logs):
+            context.log("line", {"n": i})
+        if self.name == "b":
+            deadline = GATE_TIMEOUT
+            while not os.path.exists(params.gate):
+                context.cancellation.wait(0.01)
+                context.check_cancelled()
+                deadline -= 0.01
+                if deadline <= 0:
+                    raise TimeoutError(f"gate {params.gate!r} was never opened")
+        return StepResult(data={"done": self.name})
+
+
+class FileGateAction(BaseAction[FileGateParams]):
+    """Three steps a, b, c, each writing ``logs`` lines; b waits for the file ``gate``."""
+
+    name = "file_gate"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("a", "b", "c"):
+            registry.register(FileGated(name))

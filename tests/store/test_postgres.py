@@ -1,20 +1,27 @@
-"""What only the PostgreSQL store has: its URL, its column types, its migration lock, and
-the documents JSONB cannot hold as they are."""
+"""What only the PostgreSQL store has: its URL, its column types, its migration lock, the
+documents JSONB cannot hold as they are, and the announcement of every committed event."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import math
+from typing import Any
 
+import asyncpg
 import pytest
 
+from app.errors import InvalidTransition
+from app.states import RunStatus
 from app.store import SqliteStore, open_store
 from app.store.migrate import head_revision
-from app.store.postgres import PostgresStore, postgres_dsn
-from app.store.records import NewRun
+from app.store.postgres import EVENTS_CHANNEL, PostgresStore, postgres_dsn
+from app.store.records import Change, NewRun
 from tests.databases import POSTGRES, execute
 
 pytestmark = pytest.mark.anyio
+
+WAIT = 10.0  # seconds a test waits for what it expects
 
 
 def test_the_store_is_chosen_by_the_url() -> None:
@@ -102,4 +109,32 @@ async def test_nul_characters_and_nan_are_stored_as_jsonb_allows(postgres_url: s
             "inf": None,
         }
     finally:
+        await store.close()
+
+
+async def test_every_committed_event_is_announced_with_its_ids_only_in_commit_order(
+    postgres_url: str,
+) -> None:
+    store = PostgresStore(postgres_url)
+    await store.start()
+    heard: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    listener = await asyncpg.connect(postgres_dsn(postgres_url))
+    try:
+        await listener.add_listener(
+            EVENTS_CHANNEL,
+            lambda _c, _pid, _channel, payload: heard.put_nowait(json.loads(payload)),
+        )
+        run, queued = await store.create_run(NewRun("p", {"secret": "not announced"}, {}, ()))
+        assert queued is not None
+        with pytest.raises(InvalidTransition):  # rolled back: nothing to announce
+            await store.apply(run.id, Change("run.started", expect=frozenset({RunStatus.failed})))
+        both = await store.apply_all(run.id, [Change("step.log", {"line": "x"})] * 2)
+
+        async with asyncio.timeout(WAIT):
+            announced = [await heard.get() for _ in range(3)]
+
+        assert announced == [{"id": e.id, "run_id": run.id, "seq": e.seq} for e in (queued, *both)]
+        assert [e.seq for e in (queued, *both)] == [1, 2, 3]
+    finally:
+        await listener.close()
         await store.close()

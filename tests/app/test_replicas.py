@@ -1,0 +1,247 @@
+"""Two replicas, two server processes, one PostgreSQL database: live events cross replicas.
+
+Replica A executes the runs: the runs created through it wake its workers at once. Replica
+B's workers look for queued runs so rarely that they take none, so whatever B streams of
+those runs came to it through the database (NOTIFY, then a read of the log). Each run says
+which process executed it (``run.started`` names its owner), and the tests check that it
+was A.
+
+Every wait has a timeout and none is a sleep: a run waits at a file gate (``file_gate``)
+until the test creates the file.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.store.pg_listener import APPLICATION_NAME
+from tests.databases import database_url, execute
+
+from .conftest import WAIT
+from .live import Event, open_stream
+from .processes import free_port, stepline_serve
+
+pytestmark = pytest.mark.anyio
+
+PIPELINES = "tests.app.pipelines,tests.app.pipelines:FileGateAction"
+TERMINAL_EVENTS = ("run.succeeded", "run.failed", "run.cancelled")
+
+
+@dataclass
+class Replicas:
+    """Two servers on one database, and where the tests' gate files go."""
+
+    database: str
+    a: str
+    b: str
+    pid_a: int
+    pid_b: int
+    gates: Path
+
+
+@pytest.fixture(scope="module")
+def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
+    directory = tmp_path_factory.mktemp("replicas")
+    with database_url("postgres", directory) as url:
+        env = {"STEPLINE_DATABASE_URL": url, "STEPLINE_PIPELINES": PIPELINES,
+               "STEPLINE_WORKERS": "2"}  # fmt: skip
+        port_a, port_b = free_port(), free_port()
+        with (
+            stepline_serve(directory / "a", port_a, {**env, "STEPLINE_POLL_SECONDS": "0.5"}) as a,
+            stepline_serve(directory / "b", port_b, {**env, "STEPLINE_POLL_SECONDS": "3600"}) as b,
+        ):
+            yield Replicas(url, f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}",
+                           a.pid, b.pid, directory)  # fmt: skip
+
+
+@pytest.fixture
+async def a(replicas: Replicas) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=replicas.a, timeout=WAIT) as client:
+        yield client
+
+
+@pytest.fixture
+async def b(replicas: Replicas) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=replicas.b, timeout=WAIT) as client:
+        yield client
+
+
+@asynccontextmanager
+async def held_run(replicas: Replicas, a: httpx.AsyncClient) -> AsyncIterator[tuple[str, Path]]:
+    """A ``file_gate`` run created through A and held in its step b; yields its id and its
+    gate, and opens the gate when the block ends, whatever happened."""
+    gate = replicas.gates / f"gate-{uuid.uuid4().hex}"
+    response = await a.post("/runs", json={"pipeline": "file_gate",
+                                           "params": {"gate": str(gate), "logs": 2}})  # fmt: skip
+    assert response.status_code == 202, response.text
+    run_id: str = response.json()["id"]
+    try:
+        async with open_stream(a, f"/runs/{run_id}/events", last_event_id=0) as stream:
+            await stream.read_until(step_started("b"), WAIT)
+        yield run_id, gate
+    finally:
+        gate.touch()
+
+
+def step_started(step: str) -> Any:
+    def matches(event: Event) -> bool:
+        return event["event"] == "step.started" and event["data"]["step"] == step
+
+    return matches
+
+
+async def replay(client: httpx.AsyncClient, run_id: str) -> list[Event]:
+    """Every event of an ended run, from the start, as ``client``'s replica replays them."""
+    async with open_stream(client, f"/runs/{run_id}/events", last_event_id=0) as stream:
+        return await stream.read_to_end(WAIT)
+
+
+def stored(replicas: Replicas, run_id: str) -> list[tuple[int, int, str]]:
+    """``(global id, seq, type)`` of each of the run's events in the events table."""
+    return [
+        (int(id_), int(seq), str(type_))
+        for id_, seq, type_ in execute(
+            replicas.database,
+            f"SELECT id, seq, type FROM events WHERE run_id = '{run_id}' ORDER BY seq",
+        )
+    ]
+
+
+def as_stored(events: list[Event]) -> list[tuple[int, int, str]]:
+    """What a run stream sent, as ``stored`` shows it (``id:`` is the run's seq there)."""
+    return [(e["data"]["id"], int(str(e["id"])), str(e["event"])) for e in events]
+
+
+def content(events: list[Event]) -> list[tuple[str | None, str | None, Any]]:
+    """The events as a comparison sees them: which one carried the retry hint is not content."""
+    return [(e["id"], e["event"], e["data"]) for e in events]
+
+
+def executed_by(events: list[Event], pid: int) -> bool:
+    [started] = [e for e in events if e["event"] == "run.started"]
+    return f":{pid}:" in started["data"]["owner"]
+
+
+async def test_a_run_created_on_one_replica_streams_live_from_the_other(
+    replicas: Replicas, a: httpx.AsyncClient, b: httpx.AsyncClient
+) -> None:
+    async with (
+        held_run(replicas, a) as (run_id, gate),
+        open_stream(b, f"/runs/{run_id}/events") as on_b,
+    ):
+        snapshot = await anext(on_b)
+        gate.touch()
+        live = await on_b.read_to_end(WAIT)
+    on_a, replayed_on_b = await replay(a, run_id), await replay(b, run_id)
+    runs = [(await client.get(f"/runs/{run_id}")).json() for client in (a, b)]
+
+    assert snapshot["event"] == "run.snapshot"
+    assert snapshot["data"]["status"] == "running"
+    seen = int(str(snapshot["id"]))
+    assert content(live) == content(on_a[seen:])
+    assert live[-1]["event"] == "run.succeeded"
+    assert content(replayed_on_b) == content(on_a)
+    assert as_stored(on_a) == stored(replicas, run_id)
+    assert [seq for _, seq, _ in as_stored(on_a)] == list(range(1, len(on_a) + 1))
+    assert executed_by(on_a, replicas.pid_a)
+    assert runs[0] == runs[1]
+    assert runs[0]["status"] == "succeeded"
+    assert runs[0]["last_event_id"] == len(on_a)
+
+
+async def test_the_global_stream_of_one_replica_follows_runs_executed_on_the_other(
+    replicas: Replicas, a: httpx.AsyncClient, b: httpx.AsyncClient
+) -> None:
+    async with open_stream(b, "/events") as everything:
+        assert await everything.next_comment(WAIT) == "connected"
+        run_ids = []
+        for _ in range(2):
+            response = await a.post("/runs", json={"pipeline": "controlled", "params": {}})
+            assert response.status_code == 202, response.text
+            run_ids.append(response.json()["id"])
+        ended: set[str] = set()
+
+        def both_ended(event: Event) -> bool:
+            if event["event"] in TERMINAL_EVENTS:
+                ended.add(event["data"]["run_id"])
+            return ended == set(run_ids)
+
+        # Less the block that only carried the retry hint, with the "connected" comment.
+        streamed = [e for e in await everything.read_until(both_ended, WAIT) if e["event"]]
+
+    ids = [int(str(e["id"])) for e in streamed]
+    assert ids == sorted(set(ids))
+    for run_id in run_ids:
+        mine = [e for e in streamed if e["data"]["run_id"] == run_id]
+        assert [(int(str(e["id"])), e["data"]["seq"], e["event"]) for e in mine] == stored(
+            replicas, run_id
+        )
+        assert executed_by(mine, replicas.pid_a)
+    between = execute(
+        replicas.database, f"SELECT id FROM events WHERE id BETWEEN {ids[0]} AND {ids[-1]}"
+    )
+    assert ids == sorted(int(id_) for (id_,) in between)  # no event of any run left out
+
+
+async def test_last_event_id_resumes_on_the_other_replica_with_exactly_the_missed_events(
+    replicas: Replicas, a: httpx.AsyncClient, b: httpx.AsyncClient
+) -> None:
+    async with held_run(replicas, a) as (run_id, gate):
+        async with open_stream(b, f"/runs/{run_id}/events", last_event_id=0) as first:
+            before = await first.read_until(step_started("b"), WAIT)
+        position = int(str(before[-1]["id"]))
+        async with open_stream(b, f"/runs/{run_id}/events", last_event_id=position) as again:
+            gate.touch()
+            after = await again.read_to_end(WAIT)
+    on_a = await replay(a, run_id)
+
+    assert int(str(after[0]["id"])) == position + 1
+    assert content(before + after) == content(on_a)
+    assert as_stored(before + after) == stored(replicas, run_id)
+    assert after[-1]["event"] == "run.succeeded"
+    assert executed_by(on_a, replicas.pid_a)
+
+
+def listener_of(replicas: Replicas, pid: int) -> list[int]:
+    """The database backends of the events listener of the server process ``pid``."""
+    return [
+        int(backend)
+        for (backend,) in execute(
+            replicas.database,
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND application_name LIKE '{APPLICATION_NAME} {pid}@%'",
+        )
+    ]
+
+
+async def test_a_stream_loses_nothing_when_its_replicas_listener_is_cut_off(
+    replicas: Replicas, a: httpx.AsyncClient, b: httpx.AsyncClient
+) -> None:
+    async with (
+        held_run(replicas, a) as (run_id, gate),
+        open_stream(b, f"/runs/{run_id}/events", last_event_id=0) as on_b,
+    ):
+        before = await on_b.read_until(step_started("b"), WAIT)
+        [cut] = listener_of(replicas, replicas.pid_b)
+        # Returns once the backend is gone: the rest of the run commits unheard by B, which
+        # can only get it by reconnecting and reading the log.
+        terminated = execute(replicas.database, f"SELECT pg_terminate_backend({cut}, 5000)")
+        assert terminated == [(True,)]
+        gate.touch()
+        after = await on_b.read_to_end(WAIT)
+    on_a = await replay(a, run_id)
+
+    assert content(before + after) == content(on_a)
+    assert as_stored(before + after) == stored(replicas, run_id)
+    assert after[-1]["event"] == "run.succeeded"
+    assert executed_by(on_a, replicas.pid_a)
+    [again] = listener_of(replicas, replicas.pid_b)
+    assert again != cut
