@@ -559,6 +559,8 @@ async def test_a_flood_of_progress_stores_at_most_the_rate_limit_and_every_trans
     assert run.finished_at is not None
     seconds = (run.finished_at - run.started_at).total_seconds()
     progress = [e for e in stored if e.type == "step.progress"]
-    assert 1 <= len(progress) <= seconds * services.settings.progress_per_second + 1 < 50
+    # The step's end supersedes the progress still waiting to be written: a step this fast
+    # may leave none at all. What matters is the bound, whatever the speed.
+    assert len(progress) <= seconds * services.settings.progress_per_second + 1 < 50
     assert [e.type for e in stored if e.type != "step.progress"] == CONTROLLED_SUCCESS
     assert [e.seq for e in stored] == list(range(1, len(stored) + 1))
