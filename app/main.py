@@ -70,7 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         services.loop = asyncio.get_running_loop()
-        workers.start()
+        await workers.start()
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses otherwise set the tail latency of streams.
         gc.freeze()
