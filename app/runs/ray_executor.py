@@ -39,9 +39,11 @@ import functools
 import itertools
 import logging
 import os
+import signal
 import socket
+import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +68,20 @@ ABANDON_SECONDS = 5.0  # how long killed tasks get to be reported ended by Ray
 _PROCESS_GONE = (WorkerCrashedError, OutOfMemoryError, TaskCancelledError)
 _DISPATCHER, _RECONCILER = "stepline-ray-dispatcher", "stepline-ray-reconciler"
 _CLAIMERS = frozenset({_DISPATCHER, _RECONCILER})
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """``ray.init`` makes SIGTERM exit the process at once: the server's own handler, which
+    shuts down gracefully, is put back."""
+    kept = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        if threading.current_thread() is threading.main_thread():
+            for sig, handler in kept.items():
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 @dataclass(slots=True)
@@ -122,7 +138,8 @@ class RayExecutor:
     async def start(self) -> None:
         if not ray.is_initialized():
             # Blocking, once, before the service accepts requests.
-            ray.init(address=self.address, include_dashboard=False, namespace="stepline")
+            with _signal_handlers_kept():
+                ray.init(address=self.address, include_dashboard=False, namespace="stepline")
             self._started_ray = True
         self._loops = [
             asyncio.create_task(self._dispatch(), name=_DISPATCHER),
