@@ -50,6 +50,12 @@ class Resources:
                                 f"{self.memory!r}")  # fmt: skip
             _amount("memory", self.memory)
         custom = {str(k): _amount(str(k), v) for k, v in dict(self.resources).items()}
+        reserved = sorted(set(custom) & _RESERVED)
+        if reserved:
+            raise ValueError(
+                f"custom resources {reserved} are Ray's own: declare num_cpus, num_gpus or "
+                "memory instead"
+            )
         object.__setattr__(self, "resources", custom)
 
     @property
@@ -71,6 +77,7 @@ class Resources:
 
 
 _KEYS = frozenset({"num_cpus", "num_gpus", "memory", "resources"})
+_RESERVED = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 
 
 def resources_of(declared: object) -> Resources:

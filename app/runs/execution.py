@@ -156,7 +156,7 @@ class RunExecution:
         except Exception as exc:
             log.exception("run %s failed outside its steps", self.run_id)
             await self.flush()
-            await self._fail(exc)
+            await self.fail(exc)
         else:
             await self.flush()
 
@@ -209,7 +209,7 @@ class RunExecution:
         except Exception as exc:
             log.exception("run %s could not be recovered", run.id)
             await self.flush()
-            await self._fail(exc)
+            await self.fail(exc)
         else:
             await self.flush()
 
@@ -235,7 +235,8 @@ class RunExecution:
         )  # fmt: skip
         self.bus.publish(await self.store.apply(run.id, change, run.epoch))
 
-    async def _fail(self, exc: BaseException) -> None:
+    async def fail(self, exc: BaseException) -> None:
+        """End the run failed with ``exc``, unless it has ended already."""
         current = await self.store.get_run(self.run_id)
         if current.status in TERMINAL:
             return

@@ -43,7 +43,7 @@ import signal
 import socket
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +52,7 @@ from ray.exceptions import OutOfMemoryError, TaskCancelledError, WorkerCrashedEr
 
 from app.pipelines.catalog import Pipeline
 from app.runs.bus import EventBus
+from app.runs.execution import RunExecution
 from app.runs.remote import WorkerSettings, execute_run
 from app.store.base import Store
 from app.store.leadership import Leadership
@@ -123,7 +124,7 @@ class RayExecutor:
         self._claims = itertools.count(1)
         self._task = ray.remote(max_retries=0, retry_exceptions=False)(execute_run)
         self._inflight: dict[str, _InFlight] = {}
-        self._releases: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._stop_event = asyncio.Event()
@@ -189,7 +190,7 @@ class RayExecutor:
                 await asyncio.wait(late, timeout=ABANDON_SECONDS)
         for task in self._loops:
             task.cancel()
-        await asyncio.gather(*self._loops, *self._releases, return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._background, return_exceptions=True)
         await self.leadership.close()
         if self._started_ray:
             ray.shutdown()
@@ -226,17 +227,25 @@ class RayExecutor:
         options: dict[str, Any] = {"name": f"stepline:{run.pipeline}:{run.id}"}
         if pipeline is not None:  # else the task fails the run, as the local pool does
             options.update(pipeline.resources.ray_options())
-        ref = self._task.options(**options).remote(
-            self.worker_settings, run.id, run.epoch, owner, recover
-        )
+        try:
+            ref = self._task.options(**options).remote(
+                self.worker_settings, run.id, run.epoch, owner, recover
+            )
+        except Exception as exc:  # options Ray refuses: the run could never be submitted
+            log.exception("run %s cannot be submitted to Ray", run.id)
+            self._in_background(self._fail(run, exc))
+            return
         done = asyncio.wrap_future(ref.future())
-        self._inflight[run.id] = _InFlight(run.id, run.epoch, owner, ref, done)
-        done.add_done_callback(functools.partial(self._ended, run.id))
+        inflight = _InFlight(run.id, run.epoch, owner, ref, done)
+        self._inflight[run.id] = inflight
+        done.add_done_callback(functools.partial(self._ended, inflight))
 
-    def _ended(self, run_id: str, done: asyncio.Future[dict[str, Any]]) -> None:
-        inflight = self._inflight.pop(run_id, None)
+    def _ended(self, inflight: _InFlight, done: asyncio.Future[dict[str, Any]]) -> None:
+        run_id = inflight.run_id
+        if self._inflight.get(run_id) is inflight:  # not taken over by a newer claim here
+            del self._inflight[run_id]
         self.wake()
-        if done.cancelled() or inflight is None:
+        if done.cancelled():
             return
         error = done.exception()
         if error is None:
@@ -245,11 +254,25 @@ class RayExecutor:
         if isinstance(error, _PROCESS_GONE):
             log.warning("run %s: its Ray worker stopped (%s); releasing it for recovery",
                         run_id, type(error).__name__)  # fmt: skip
-            release = asyncio.ensure_future(self._release(inflight))
-            self._releases.add(release)
-            release.add_done_callback(self._releases.discard)
+            self._in_background(self._release(inflight))
         else:
             log.error("run %s: its Ray task failed", run_id, exc_info=error)
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fail(self, run: RunRow, exc: BaseException) -> None:
+        execution = RunExecution(
+            self.store, self.bus, self.pipelines, run,
+            progress_interval=self.worker_settings.progress_interval,
+            max_recovery_attempts=self.worker_settings.max_recovery_attempts,
+        )  # fmt: skip
+        try:
+            await execution.fail(exc)
+        except Exception:
+            log.exception("run %s: cannot record its failure", run.id)
 
     async def _release(self, inflight: _InFlight) -> None:
         try:

@@ -55,6 +55,7 @@ def test_custom_resources_go_to_ray_by_name() -> None:
         ({"num_cpus": True}, "must be a number"),
         ({"memory": 1.5}, "whole number of bytes"),
         ({"resources": {"tpu": "one"}}, "must be a number"),
+        ({"resources": {"GPU": 1}}, "Ray's own"),
         ("4 CPUs", "a Resources or a mapping"),
     ],
 )
