@@ -23,13 +23,13 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
     from app.pipelines.loading import PipelineLoadError
-    from app.settings import Settings
+    from app.settings import Settings, SettingsError
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     settings = Settings(**overrides)
     try:
         application = create_app(settings)
-    except PipelineLoadError as exc:
+    except (PipelineLoadError, SettingsError) as exc:
         print(f"stepline: {exc}", file=sys.stderr)
         return 2
     services = application.state.services

@@ -22,13 +22,14 @@ from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.routes import health, pipelines, runs, streams
 from app.metrics import Metrics
+from app.pipelines.catalog import Pipeline
 from app.pipelines.loading import load_pipelines
 from app.runs.bus import EventBus
+from app.runs.executor import Executor
 from app.runs.service import RunService
 from app.runs.worker import WorkerPool
-from app.settings import Settings
-from app.store import SqliteStore, open_store
-from app.store.base import Store
+from app.settings import Settings, SettingsError
+from app.store import SqliteStore, Store, open_store
 
 __all__ = ["create_app"]
 
@@ -58,6 +59,55 @@ def _event_bus(store: Store) -> EventBus:
     return EventBus()
 
 
+def _executor(
+    settings: Settings, store: Store, bus: EventBus, catalog: dict[str, Pipeline], metrics: Metrics
+) -> Executor:
+    if settings.executor == "ray":
+        return _ray_executor(settings, store, bus, catalog)
+    return WorkerPool(
+        store,
+        bus,
+        catalog,
+        concurrency=settings.workers,
+        poll_seconds=settings.poll_seconds,
+        progress_interval=1 / settings.progress_per_second,
+        lease_seconds=settings.lease_seconds,
+        max_recovery_attempts=settings.max_recovery_attempts,
+        on_step_finished=metrics.observe_step,
+    )
+
+
+def _ray_executor(
+    settings: Settings, store: Store, bus: EventBus, catalog: dict[str, Pipeline]
+) -> Executor:
+    if not settings.database_url.startswith("postgresql+asyncpg://"):
+        raise SettingsError(
+            "STEPLINE_EXECUTOR=ray needs a PostgreSQL store "
+            "(STEPLINE_DATABASE_URL=postgresql+asyncpg://user@host:5432/database): runs "
+            "executing on Ray workers, in other processes or on other machines, write to the "
+            "database themselves, and cannot share a SQLite file"
+        )
+    try:
+        from app.runs.ray_executor import RayExecutor
+        from app.runs.remote import WorkerSettings
+        from app.store.leadership import Leadership
+    except ImportError as exc:
+        raise SettingsError(
+            f"STEPLINE_EXECUTOR=ray needs Ray: pip install 'stepline[ray]' ({exc})"
+        ) from exc
+    return RayExecutor(
+        store,
+        bus,
+        catalog,
+        WorkerSettings.of(settings),
+        Leadership(settings.database_url),
+        address=settings.ray_address,
+        concurrency=settings.workers,
+        poll_seconds=settings.poll_seconds,
+        lease_seconds=settings.lease_seconds,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """An app serving the pipelines ``settings`` name, on the store it names."""
     settings = settings if settings is not None else Settings()
@@ -69,17 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = open_store(settings.database_url)
     bus = _event_bus(store)
     metrics = Metrics()
-    workers = WorkerPool(
-        store,
-        bus,
-        catalog,
-        concurrency=settings.workers,
-        poll_seconds=settings.poll_seconds,
-        progress_interval=1 / settings.progress_per_second,
-        lease_seconds=settings.lease_seconds,
-        max_recovery_attempts=settings.max_recovery_attempts,
-        on_step_finished=metrics.observe_step,
-    )
+    workers = _executor(settings, store, bus, catalog, metrics)
     services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)
 
     @asynccontextmanager
@@ -91,7 +131,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await store.close()
             raise
         services.loop = asyncio.get_running_loop()
-        workers.start()
+        await workers.start()
         # Everything built so far lives as long as the process: keep it out of the garbage
         # collector's full passes, whose pauses otherwise set the tail latency of streams.
         gc.freeze()

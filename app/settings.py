@@ -7,15 +7,19 @@ workers, the demo pipelines, bound to 127.0.0.1.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["DEFAULT_DATABASE_URL", "Settings"]
+__all__ = ["DEFAULT_DATABASE_URL", "Settings", "SettingsError"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./stepline.db"
 MIB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """Settings that cannot work together, or that need what is not installed."""
 
 
 class Settings(BaseSettings):
@@ -50,6 +54,18 @@ class Settings(BaseSettings):
         3, ge=0, description="Recoveries of one run before it ends failed."
     )
     graceful_shutdown_seconds: float = Field(10.0, ge=0)
+    executor: Literal["local", "ray"] = Field(
+        "local",
+        description="Where runs execute: in this process (local) or on a Ray cluster (ray).",
+    )
+    ray_address: str | None = Field(
+        None, description="The Ray cluster to execute runs on; unset: start a local Ray."
+    )
+
+    @field_validator("ray_address", mode="before")
+    @classmethod
+    def _unset_if_empty(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("pipelines", mode="before")
     @classmethod

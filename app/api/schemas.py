@@ -136,6 +136,18 @@ class PipelineStepPublic(BaseModel):
     retry: RetryPublic | None = None
 
 
+class ResourcesPublic(BaseModel):
+    """What one run of the pipeline asks of the machine that executes it (on Ray, the
+    task's resource request); null where the pipeline declares nothing."""
+
+    num_cpus: float | None = None
+    num_gpus: float | None = None
+    memory: int | None = Field(None, description="Bytes of memory.")
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="Custom cluster resources, by name."
+    )
+
+
 class PipelinePublic(BaseModel):
     """A pipeline: its steps in order and the JSON Schema of its params."""
 
@@ -147,6 +159,7 @@ class PipelinePublic(BaseModel):
     recovery: Literal["rollback", "resume"] = Field(
         description="How a run interrupted by a crash is finished."
     )
+    resources: ResourcesPublic
 
 
 class PipelinesPublic(BaseModel):

@@ -12,6 +12,7 @@ from app.api.schemas import (
     LogLinePublic,
     PipelinePublic,
     PipelineStepPublic,
+    ResourcesPublic,
     RetryPublic,
     RunPublic,
 )
@@ -129,6 +130,12 @@ def pipeline_public(pipeline: Pipeline) -> PipelinePublic:
         description=pipeline.description,
         params_schema=pipeline.params_schema(),
         recovery=pipeline.recovery.value,
+        resources=ResourcesPublic(
+            num_cpus=pipeline.resources.num_cpus,
+            num_gpus=pipeline.resources.num_gpus,
+            memory=pipeline.resources.memory,
+            resources=dict(pipeline.resources.resources),
+        ),
         steps=[
             PipelineStepPublic(
                 name=s.name,

@@ -1,18 +1,20 @@
 """Pipelines as the service knows them: a name, a params model, and how to build a run.
 
 A pipeline can be defined by a ``BaseAction`` subclass (with ``setup_steps``), by a step
-class or instance (a one-step pipeline), or by a plain list of steps.
+class or instance (a one-step pipeline), or by a plain list of steps. An action may declare
+the ``resources`` each of its runs needs (``app.pipelines.resources``).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel
 
+from app.pipelines.resources import Resources, resources_of
 from steps import (
     ActionParams,
     BaseAction,
@@ -24,7 +26,7 @@ from steps import (
     StepRegistry,
 )
 
-__all__ = ["Pipeline", "PipelineStep", "RunPlan", "pipeline_from"]
+__all__ = ["Pipeline", "PipelineStep", "Resources", "RunPlan", "pipeline_from"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class Pipeline:
     params_model: type[BaseModel]
     builder: Builder
     recovery: Recovery = Recovery.rollback
+    resources: Resources = field(default_factory=Resources)
 
     def plan(self, params: BaseModel, runtime: RuntimeContext) -> RunPlan:
         """A fresh registry and context for one run with ``params``."""
@@ -117,6 +120,8 @@ def _from_action(action: type[BaseAction[Any]]) -> Pipeline:
         params_model=action.params_model,
         builder=build,
         recovery=Recovery(action.recovery),
+        # Not an attribute of BaseAction: the step library knows nothing of executors.
+        resources=resources_of(getattr(action, "resources", None)),
     )
 
 

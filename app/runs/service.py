@@ -14,7 +14,7 @@ from pydantic_core import to_json
 from app.errors import InvalidParams, InvalidTransition, PipelineNotFound, Unavailable
 from app.pipelines.catalog import Pipeline
 from app.runs.bus import EventBus
-from app.runs.worker import WorkerPool
+from app.runs.executor import Executor
 from app.states import TERMINAL, RunStatus
 from app.store.base import Store
 from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow
@@ -39,7 +39,7 @@ class RunService:
     """Creates, reads and cancels runs; the routes call this and nothing else."""
 
     def __init__(
-        self, store: Store, bus: EventBus, workers: WorkerPool, pipelines: dict[str, Pipeline]
+        self, store: Store, bus: EventBus, workers: Executor, pipelines: dict[str, Pipeline]
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
         self._step_cache: dict[tuple[str, bytes], tuple[NewStep, ...]] = {}

@@ -1,0 +1,114 @@
+"""Fixtures of the Ray executor tests: one small local Ray for the whole session, and an app
+executing its runs there, on a fresh PostgreSQL database for each test.
+
+The Ray workers import ``app`` and the test pipelines from this checkout: Ray puts the
+driver's working directory on its workers' ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import ray
+from fastapi import FastAPI
+
+from app.main import create_app
+from app.settings import Settings
+from tests.databases import database_url
+
+WAIT = 30.0  # seconds any test waits for what it expects (a Ray worker starts within it)
+POLL = 0.05  # between two reads of the state a test waits for
+LEASE_SECONDS = 1.5  # short, so that a crashed run is taken over within the test
+OBJECT_STORE_BYTES = 200 * 1024 * 1024
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local Ray of two CPUs, started once; its processes end with the session."""
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        object_store_memory=OBJECT_STORE_BYTES,
+        namespace="stepline-tests",
+        log_to_driver=False,
+    )
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def store_url(tmp_path: Path) -> Iterator[str]:
+    with database_url("postgres", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(store_url: str) -> Settings:
+    return Settings(
+        database_url=store_url,
+        executor="ray",
+        pipelines=["tests.scaleout.pipelines", "tests.app.pipelines:NOOP_10"],
+        demo_pipelines=False,
+        entry_points=False,
+        workers=4,
+        poll_seconds=0.05,
+        lease_seconds=LEASE_SECONDS,
+        graceful_shutdown_seconds=0.5,
+    )
+
+
+@pytest.fixture
+async def app(ray_cluster: None, settings: Settings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://stepline.test") as c:
+        yield c
+
+
+async def wait_for_run(
+    client: httpx.AsyncClient,
+    run_id: str,
+    done: Callable[[dict[str, Any]], bool],
+    within: float = WAIT,
+) -> dict[str, Any]:
+    """``GET /runs/{id}`` until ``done`` accepts the run (``TimeoutError`` after ``within``):
+    the run executes in another process, whose events this app's bus does not carry."""
+    async with asyncio.timeout(within):
+        while True:
+            run: dict[str, Any] = (await client.get(f"/runs/{run_id}")).json()
+            if done(run):
+                return run
+            await asyncio.sleep(POLL)
+
+
+async def wait_until_finished(client: httpx.AsyncClient, run_id: str) -> dict[str, Any]:
+    return await wait_for_run(client, run_id, lambda run: run["status"] in TERMINAL)
+
+
+async def wait_for_log(client: httpx.AsyncClient, run_id: str, within: float = WAIT) -> Any:
+    """The data of the first line a step of the run logs, once it is stored."""
+    async with asyncio.timeout(within):
+        while True:
+            lines = (await client.get(f"/runs/{run_id}/logs")).json()["items"]
+            if lines:
+                return lines[0]["data"]
+            await asyncio.sleep(POLL)

@@ -1,0 +1,142 @@
+"""Pipelines the Ray executor tests drive: steps that say where they ran, wait, or block."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from app.pipelines.resources import Resources
+from steps import (
+    ActionParams,
+    BaseAction,
+    BaseStep,
+    BaseStepContext,
+    Recovery,
+    StepRegistry,
+    StepResult,
+)
+
+BLOCK_SECONDS = 60.0  # longer than any test waits: only a cancel or a kill ends the wait
+
+
+def _where() -> dict[str, Any]:
+    import app
+
+    return {"pid": os.getpid(), "app": app.__file__}
+
+
+class SyncWhere(BaseStep[Any]):
+    name = "sync_where"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult(data=_where())
+
+
+class AsyncWhere(BaseStep[Any]):
+    name = "async_where"
+    progress_weight = 1.0
+
+    async def execute(self, context: Any) -> StepResult:  # type: ignore[override]
+        await asyncio.sleep(0)
+        return StepResult(data=_where())
+
+
+class MixedAction(BaseAction[ActionParams]):
+    """A sync step and an async step, each reporting the process it ran in."""
+
+    name = "mixed"
+    resources = Resources(num_cpus=0.5)
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(SyncWhere())
+        registry.register(AsyncWhere())
+
+
+class Undoable(BaseStep[Any]):
+    name = "prepare"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult(data=_where())
+
+    def rollback(self, context: Any, result: StepResult) -> None:
+        pass  # nothing to undo, but it can be: the run shows it rolled back
+
+
+class WaitForCancel(BaseStep[Any]):
+    name = "wait"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        context.cancellation.wait(BLOCK_SECONDS)
+        context.check_cancelled()
+        return StepResult()
+
+
+class WaitingAction(BaseAction[ActionParams]):
+    """A step that succeeds, then one that waits until the run is cancelled."""
+
+    name = "waiting"
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Undoable())
+        registry.register(WaitForCancel())
+
+
+class PidParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    pid_file: str
+
+
+class BlockOnce(BaseStep[Any]):
+    """Logs its process id, keeps it in ``pid_file``, and blocks; run again, it finishes."""
+
+    name = "block_once"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        pid_file = Path(context.params.pid_file)
+        if pid_file.exists():
+            return StepResult(data={"pid": os.getpid(), "first_pid": int(pid_file.read_text())})
+        pid_file.write_text(str(os.getpid()))
+        context.log("pid", {"pid": os.getpid()})
+        context.cancellation.wait(BLOCK_SECONDS)
+        context.check_cancelled()
+        return StepResult()
+
+
+class BlockOnceAction(BaseAction[PidParams]):
+    """A step that blocks the first time it runs; its runs resume after a crash."""
+
+    name = "block_once"
+    recovery = Recovery.resume
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Undoable())
+        registry.register(BlockOnce())
+
+
+class HungryAction(BaseAction[ActionParams]):
+    """Declares more than the test cluster has: shown, never run."""
+
+    name = "hungry"
+    resources: ClassVar[dict[str, Any]] = {
+        "num_cpus": 4, "num_gpus": 0.5, "memory": 2 * 1024**3, "resources": {"tpu": 1},
+    }  # fmt: skip
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(SyncWhere())
+
+
+PIPELINES = [MixedAction, WaitingAction, BlockOnceAction, HungryAction]
