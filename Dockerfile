@@ -22,11 +22,16 @@ RUN groupadd --system --gid 10001 stepline \
 
 WORKDIR /srv/stepline
 
+# The extras of pyproject.toml installed with the runtime dependencies, comma-separated.
+# postgres lets the image serve the scale-out configuration (deploy/compose.yaml); an empty
+# EXTRAS gives the embedded mode alone. An unknown extra stops the build.
+ARG EXTRAS=postgres
+
 # Dependencies in their own layer, before any source: the runtime dependencies pyproject.toml
-# names, at the exact versions constraints.txt pins. A change to the code does not reinstall
-# them.
+# names and those of EXTRAS, at the exact versions constraints.txt pins. A change to the code
+# does not reinstall them.
 COPY pyproject.toml constraints.txt ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; x = p['optional-dependencies']; print('\n'.join(p['dependencies'] + [d for e in filter(None, os.environ['EXTRAS'].split(',')) for d in x[e.strip()]]))" > /tmp/requirements.txt \
     && pip install --no-cache-dir -r /tmp/requirements.txt -c constraints.txt \
     && rm /tmp/requirements.txt
 
