@@ -160,6 +160,11 @@ class PipelinePublic(BaseModel):
         description="How a run interrupted by a crash is finished."
     )
     resources: ResourcesPublic
+    max_concurrency: int | None = Field(
+        None,
+        description="At most this many runs of the pipeline execute at once, across every "
+        "worker and replica; the others wait in the queue. None: no cap.",
+    )
 
 
 class PipelinesPublic(BaseModel):

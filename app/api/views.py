@@ -136,6 +136,7 @@ def pipeline_public(pipeline: Pipeline) -> PipelinePublic:
             memory=pipeline.resources.memory,
             resources=dict(pipeline.resources.resources),
         ),
+        max_concurrency=pipeline.max_concurrency,
         steps=[
             PipelineStepPublic(
                 name=s.name,

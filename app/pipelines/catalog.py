@@ -8,7 +8,7 @@ the ``resources`` each of its runs needs (``app.pipelines.resources``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,14 @@ from steps import (
     StepRegistry,
 )
 
-__all__ = ["Pipeline", "PipelineStep", "Resources", "RunPlan", "pipeline_from"]
+__all__ = [
+    "Pipeline",
+    "PipelineStep",
+    "Resources",
+    "RunPlan",
+    "concurrency_limits",
+    "pipeline_from",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +71,7 @@ class Pipeline:
     builder: Builder
     recovery: Recovery = Recovery.rollback
     resources: Resources = field(default_factory=Resources)
+    max_concurrency: int | None = None
 
     def plan(self, params: BaseModel, runtime: RuntimeContext) -> RunPlan:
         """A fresh registry and context for one run with ``params``."""
@@ -122,7 +130,27 @@ def _from_action(action: type[BaseAction[Any]]) -> Pipeline:
         recovery=Recovery(action.recovery),
         # Not an attribute of BaseAction: the step library knows nothing of executors.
         resources=resources_of(getattr(action, "resources", None)),
+        max_concurrency=_max_concurrency(action),
     )
+
+
+def _max_concurrency(action: type[BaseAction[Any]]) -> int | None:
+    """How many runs of the action may execute at once, anywhere (None: no cap)."""
+    value = getattr(action, "max_concurrency", None)  # as resources: none of the library's
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{action.__name__}.max_concurrency must be a whole number >= 1, not {value!r}"
+        )
+    return value
+
+
+def concurrency_limits(pipelines: Mapping[str, Pipeline]) -> dict[str, int]:
+    """The caps the pipelines declare, by name, for ``Store.claim_queued``."""
+    return {
+        name: p.max_concurrency for name, p in pipelines.items() if p.max_concurrency is not None
+    }
 
 
 def _from_steps(name: str, make_steps: Callable[[], Sequence[BaseStep[Any]]], doc: str) -> Pipeline:

@@ -50,7 +50,7 @@ from typing import Any
 import ray
 from ray.exceptions import OutOfMemoryError, TaskCancelledError, WorkerCrashedError
 
-from app.pipelines.catalog import Pipeline
+from app.pipelines.catalog import Pipeline, concurrency_limits
 from app.runs.bus import EventBus
 from app.runs.execution import RunExecution
 from app.runs.remote import WorkerSettings, execute_run
@@ -207,7 +207,9 @@ class RayExecutor:
             if free > 0:
                 owner = self._claim_owner()
                 try:
-                    claimed = await self.store.claim_queued(free, owner, self.lease_seconds)
+                    claimed = await self.store.claim_queued(
+                        free, owner, self.lease_seconds, concurrency_limits(self.pipelines)
+                    )
                 except Exception:
                     log.exception("cannot claim queued runs")
                 for run, event in claimed:

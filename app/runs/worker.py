@@ -15,7 +15,7 @@ import os
 import socket
 import uuid
 
-from app.pipelines.catalog import Pipeline
+from app.pipelines.catalog import Pipeline, concurrency_limits
 from app.runs.bus import EventBus
 from app.runs.execution import RunExecution, StepTimer
 from app.store.base import Store
@@ -153,7 +153,9 @@ class WorkerPool:
             claimed = []
             if free > 0:
                 try:
-                    claimed = await self.store.claim_queued(free, self.owner, self.lease_seconds)
+                    claimed = await self.store.claim_queued(
+                        free, self.owner, self.lease_seconds, concurrency_limits(self.pipelines)
+                    )
                 except Exception:
                     log.exception("cannot claim queued runs")
             for run, event in claimed:

@@ -44,10 +44,18 @@ class Store(Protocol):
         """``apply`` each change in order, all in one transaction: all are written or none."""
 
     async def claim_queued(
-        self, limit: int, owner: str, lease_seconds: float
+        self,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        limits: Mapping[str, int] | None = None,
     ) -> list[tuple[RunRow, EventRow]]:
         """Move up to ``limit`` queued runs, oldest first, to running, owned by ``owner``
-        for ``lease_seconds`` under a new epoch."""
+        for ``lease_seconds`` under a new epoch.
+
+        ``limits`` caps, per pipeline, the runs started and not yet finished, whoever
+        executes them: a pipeline at its cap is passed over, its runs stay queued (and keep
+        their place) until one of its runs ends."""
 
     async def claim_orphans(
         self, limit: int, owner: str, lease_seconds: float, now: datetime | None = None

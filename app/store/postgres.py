@@ -45,6 +45,7 @@ from sqlalchemy.pool import NullPool
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store.claims import claimable, run_async
 from app.store.migrate import head_revision, upgrade_async
 from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
 
@@ -67,6 +68,7 @@ CREATE_ATTEMPTS = 3
 # time migrate.
 EVENT_ORDER_LOCK = 0x537465706C696E65
 MIGRATION_LOCK = EVENT_ORDER_LOCK + 1
+CAPPED_CLAIMS_LOCK = EVENT_ORDER_LOCK + 3
 # Every committed event is announced here, with its ids only: the log stays the one source
 # of the event itself, and a payload never nears NOTIFY's 8000-byte limit.
 EVENTS_CHANNEL = "stepline_events"
@@ -397,16 +399,34 @@ class PostgresStore:
             return [await _apply(conn, run_id, change, epoch) for change in changes]
 
     async def claim_queued(
-        self, limit: int, owner: str, lease_seconds: float
+        self,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        limits: Mapping[str, int] | None = None,
     ) -> list[tuple[RunRow, EventRow]]:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
-            ids = await conn.fetch(
-                "SELECT id FROM runs WHERE status = $1 ORDER BY id LIMIT $2 "
-                "FOR NO KEY UPDATE SKIP LOCKED",
-                RunStatus.queued.value, limit,
-            )  # fmt: skip
+            if limits:
+                # Claims that count runs against caps take turns, cluster-wide, until they
+                # commit: two claimers could otherwise both see room for the last run.
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", CAPPED_CLAIMS_LOCK)
+
+                async def query(sql: str, params: list[Any]) -> list[Any]:
+                    return list(await conn.fetch(sql, *params))
+
+                lock = " FOR NO KEY UPDATE SKIP LOCKED"
+                plan = claimable(limit, limits, numbered=True, lock=lock)
+                ids = await run_async(plan, query)
+            else:
+                rows = await conn.fetch(
+                    "SELECT id FROM runs WHERE status = $1 ORDER BY id LIMIT $2 "
+                    "FOR NO KEY UPDATE SKIP LOCKED",
+                    RunStatus.queued.value,
+                    limit,
+                )
+                ids = [row[0] for row in rows]
             claimed = []
-            for (run_id,) in ids:
+            for run_id in ids:
                 now = _now()
                 await _take(conn, run_id, owner, now + timedelta(seconds=lease_seconds))
                 change = Change(

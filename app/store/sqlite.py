@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store.claims import claimable, run_sync
 from app.store.migrate import head_revision, upgrade_sync
 from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
 from app.store.writer import GroupCommitWriter, connect
@@ -303,20 +304,29 @@ class SqliteStore:
         )
 
     async def claim_queued(
-        self, limit: int, owner: str, lease_seconds: float
+        self,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        limits: Mapping[str, int] | None = None,
     ) -> list[tuple[RunRow, EventRow]]:
-        return await self.writer.submit(lambda conn: self._claim(conn, limit, owner, lease_seconds))
+        return await self.writer.submit(
+            lambda conn: self._claim(conn, limit, owner, lease_seconds, limits or {})
+        )
 
     def _claim(
-        self, conn: sqlite3.Connection, limit: int, owner: str, lease_seconds: float
+        self,
+        conn: sqlite3.Connection,
+        limit: int,
+        owner: str,
+        lease_seconds: float,
+        limits: Mapping[str, int],
     ) -> list[tuple[RunRow, EventRow]]:
-        ids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT id FROM runs WHERE status = ? ORDER BY id LIMIT ?",
-                (RunStatus.queued.value, limit),
-            )
-        ]
+        # One writer: what this transaction counts, nobody else changes meanwhile.
+        ids = run_sync(
+            claimable(limit, limits, numbered=False),
+            lambda sql, params: conn.execute(sql, params).fetchall(),
+        )
         claimed = []
         for run_id in ids:
             now = _now()

@@ -131,7 +131,15 @@ class Noop(BaseStep[Any]):
 
 NOOP_10 = [Noop(f"step{i}") for i in range(1, 11)]
 
-PIPELINES = [ControlledAction]
+
+class SerialAction(ControlledAction):
+    """The controlled steps, one run at a time."""
+
+    name = "serial"
+    max_concurrency = 1
+
+
+PIPELINES = [ControlledAction, SerialAction]
 
 
 @dataclass

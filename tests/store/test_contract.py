@@ -331,6 +331,51 @@ async def test_apply_all_writes_nothing_when_one_change_fails(store: Store) -> N
     assert [e.type for e in await store.run_events(run.id, 0, 10)] == ["run.queued", "run.started"]
 
 
+async def test_claims_keep_each_capped_pipeline_within_its_cap(store: Store) -> None:
+    p1, q1, p2, q2, p3 = [await create(store, name) for name in ("p", "q", "p", "q", "p")]
+
+    first = await store.claim_queued(10, "o1", LEASE, {"p": 1})
+    assert [run.id for run, _ in first] == [p1.id, q1.id, q2.id]  # oldest first, p2 waits
+    assert await store.claim_queued(10, "o2", LEASE, {"p": 1}) == []  # another owner too
+
+    done = Change("run.succeeded", run={"status": RunStatus.succeeded}, expect=RUNNING)
+    await store.apply(p1.id, done, first[0][0].epoch)
+    second = await store.claim_queued(10, "o2", LEASE, {"p": 1})
+    assert [run.id for run, _ in second] == [p2.id]  # the next in line, not p3
+    assert [run.id for run, _ in await store.claim_queued(10, "o3", LEASE)] == [p3.id]
+
+
+async def test_concurrent_claimers_never_exceed_a_cap_together(store: Store) -> None:
+    for _ in range(6):
+        await create(store, "p")
+    results = await asyncio.gather(
+        *(store.claim_queued(3, f"owner-{i}", LEASE, {"p": 2}) for i in range(5))
+    )
+    assert sum(len(claimed) for claimed in results) == 2
+
+
+async def test_a_cap_counts_runs_that_roll_back_or_cancel_and_leaves_room_to_others(
+    store: Store,
+) -> None:
+    capped = [await create(store, "p") for _ in range(4)]
+    free = await create(store, "q")
+    claimed = await store.claim_queued(2, "o1", LEASE, {"p": 2, "q": 5})
+    assert [run.id for run, _ in claimed] == [capped[0].id, capped[1].id]
+    first, second = (run for run, _ in claimed)
+    undo = Change("run.rollback_started", run={"status": RunStatus.rolling_back}, expect=RUNNING)
+    stop = Change("run.cancelling", run={"status": RunStatus.cancelling}, expect=RUNNING)
+    await store.apply(first.id, undo, first.epoch)
+    await store.apply(second.id, stop, second.epoch)
+
+    later = await store.claim_queued(10, "o2", LEASE, {"p": 2, "q": 5})
+
+    assert [run.id for run, _ in later] == [free.id]
+    assert [r.status for r in [await store.get_run(c.id) for c in capped[2:]]] == [
+        RunStatus.queued,
+        RunStatus.queued,
+    ]
+
+
 async def test_a_run_through_its_whole_life_reads_back_with_the_same_types(store: Store) -> None:
     run = await running(store)
     now = datetime.now(UTC)
