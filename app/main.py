@@ -26,6 +26,8 @@ from app.pipelines.loading import load_pipelines
 from app.runs.bus import EventBus
 from app.runs.service import RunService
 from app.runs.worker import WorkerPool
+from app.security.auth import Authenticator
+from app.security.keys import ApiKeys
 from app.settings import Settings
 from app.store import open_store
 
@@ -64,11 +66,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         max_recovery_attempts=settings.max_recovery_attempts,
         on_step_finished=metrics.observe_step,
     )
-    services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)
+    keys = ApiKeys(store, cache_seconds=settings.key_cache_seconds)
+    auth = Authenticator(keys, settings.auth, host=settings.host, allow_open=settings.allow_open)
+    services = Services(
+        settings, store, bus, RunService(store, bus, workers, catalog), metrics, auth
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
+        try:
+            await auth.check_deployment()
+        except BaseException:
+            await store.close()
+            raise
         services.loop = asyncio.get_running_loop()
         workers.start()
         # Everything built so far lives as long as the process: keep it out of the garbage

@@ -7,7 +7,7 @@ workers, the demo pipelines, bound to 127.0.0.1.
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -50,6 +50,17 @@ class Settings(BaseSettings):
         3, ge=0, description="Recoveries of one run before it ends failed."
     )
     graceful_shutdown_seconds: float = Field(10.0, ge=0)
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="When keys are required: auto = as soon as a key exists or the server "
+        "listens beyond loopback (see allow_open); on; off.",
+    )
+    allow_open: bool = Field(
+        False, description="Serve beyond loopback without keys: the deployment is open."
+    )
+    key_cache_seconds: float = Field(
+        10.0, ge=0, description="How long a verified key is trusted before it is checked again."
+    )
 
     @field_validator("pipelines", mode="before")
     @classmethod

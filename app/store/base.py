@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow
+from app.store.records import ApiKeyRow, Change, EventRow, NewApiKey, NewRun, RunFilter, RunRow
 
 __all__ = ["Store"]
 
@@ -90,6 +90,23 @@ class Store(Protocol):
 
     async def count_runs(self) -> dict[tuple[str, str], int]:
         """``{(pipeline, status): count}`` over all runs."""
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        """Store a new key; ``KeyNameTaken`` if its name (or id) is in use, revoked or not."""
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        """The key with this id, revoked or not; None if there is none."""
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        """Every key, revoked ones included, oldest first."""
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        """Revoke the key with this id (or else this name) and return it; a key revoked
+        before keeps its revocation time. None if there is no such key."""
+
+    async def has_api_keys(self) -> bool:
+        """Whether any key was ever created: revoked keys count, so that revoking the
+        last key does not turn authentication off."""
 
     async def check_ready(self) -> str | None:
         """None if the database answers and its schema is current, else what is wrong."""

@@ -40,8 +40,18 @@ from sqlalchemy.pool import NullPool
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store import _postgres_security as security
 from app.store.migrate import head_revision, upgrade_async
-from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
+from app.store.records import (
+    ApiKeyRow,
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -551,6 +561,28 @@ class PostgresStore:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             records = await conn.fetch("SELECT pipeline, status, count(*) FROM runs GROUP BY 1, 2")
         return {(pipeline, status): count for pipeline, status, count in records}
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.create_key(conn, key, _now())
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.find_key(conn, key_id)
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.list_keys(conn)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.revoke_key(conn, id_or_name, _now())
+
+    async def has_api_keys(self) -> bool:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.has_keys(conn)
 
     async def check_ready(self) -> str | None:
         try:

@@ -12,7 +12,17 @@ from pydantic_core import to_json
 
 from app.states import RunStatus
 
-__all__ = ["Change", "EventRow", "NewRun", "NewStep", "RunFilter", "RunRow", "StepRow"]
+__all__ = [
+    "ApiKeyRow",
+    "Change",
+    "EventRow",
+    "NewApiKey",
+    "NewRun",
+    "NewStep",
+    "RunFilter",
+    "RunRow",
+    "StepRow",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +153,26 @@ class RunFilter:
     labels: Mapping[str, str] = field(default_factory=dict)
     created_after: datetime | None = None
     created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """An API key being created: its public id, name, scopes and the hash of its secret
+    (the secret itself is never stored)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as stored; ``revoked_at`` is set once it has been revoked."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None

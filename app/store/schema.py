@@ -1,4 +1,4 @@
-"""The tables: runs, their steps, their event log, and idempotency keys."""
+"""The tables: runs, their steps, their event log, idempotency keys, and API keys."""
 
 from __future__ import annotations
 
@@ -24,7 +24,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["events", "idempotency_keys", "json_document", "metadata", "runs", "step_runs"]
+__all__ = [
+    "api_keys",
+    "events",
+    "idempotency_keys",
+    "json_document",
+    "metadata",
+    "runs",
+    "step_runs",
+]
 
 
 def json_document() -> JSON:
@@ -142,4 +150,16 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Only a salted hash of each key's secret is stored; ``id`` is the key's public part.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("scopes", String(100), nullable=False),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
 )

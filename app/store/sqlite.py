@@ -28,8 +28,19 @@ from sqlalchemy.engine import make_url
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store import _sqlite_security as security
 from app.store.migrate import head_revision, upgrade_sync
-from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
+from app.store.records import (
+    ApiKeyRow,
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    NewStep,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 from app.store.writer import GroupCommitWriter, connect
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -507,6 +518,25 @@ class SqliteStore:
             return {(p, s): n for p, s, n in rows}
 
         return await self._read(query)
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        now = _now()
+        return await self.writer.submit(lambda conn: security.create_key(conn, key, now))
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        return await self._read(lambda conn: security.find_key(conn, key_id))
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        return await self._read(security.list_keys)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        now = _now()
+        return await self.writer.submit(lambda conn: security.revoke_key(conn, id_or_name, now))
+
+    async def has_api_keys(self) -> bool:
+        return await self._read(security.has_keys)
 
     async def check_ready(self) -> str | None:
         def probe() -> str | None:

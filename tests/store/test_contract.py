@@ -15,11 +15,26 @@ from typing import Any
 import pytest
 from pydantic_core import to_json
 
-from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
+from app.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    KeyNameTaken,
+    LeaseLost,
+    RunNotFound,
+)
 from app.states import RunStatus
 from app.store.base import Store
 from app.store.migrate import head_revision
-from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
+from app.store.records import (
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    NewStep,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 from tests.databases import execute
 
 pytestmark = pytest.mark.anyio
@@ -688,3 +703,73 @@ async def test_runs_are_counted_by_pipeline_and_status(store: Store) -> None:
         ("p", "queued"): 1,
         ("q", "queued"): 1,
     }
+
+
+# -- API keys --------------------------------------------------------------------------------
+
+
+def new_key(key_id: str, name: str, scopes: tuple[str, ...] = ("read",)) -> NewApiKey:
+    return NewApiKey(key_id, name, scopes, f"scrypt$hash-of-{key_id}")
+
+
+async def test_api_keys_are_stored_listed_and_found_by_id(store: Store) -> None:
+    assert await store.has_api_keys() is False
+    assert await store.list_api_keys() == []
+
+    first = await store.create_api_key(new_key("0123456789ab", "ci", ("read", "run")))
+    second = await store.create_api_key(new_key("ba9876543210", "dashboard"))
+
+    assert await store.has_api_keys() is True
+    assert await store.list_api_keys() == [first, second]
+    found = await store.get_api_key("0123456789ab")
+    assert found == first
+    assert found is not None
+    assert (found.id, found.name, found.scopes) == ("0123456789ab", "ci", ("read", "run"))
+    assert found.secret_hash == "scrypt$hash-of-0123456789ab"
+    assert found.revoked_at is None
+    assert_utc(found.created_at, optional=False)
+    assert await store.get_api_key("ffffffffffff") is None
+
+
+async def test_a_key_name_or_id_cannot_be_taken_twice(store: Store) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ci"))
+
+    with pytest.raises(KeyNameTaken):
+        await store.create_api_key(new_key("0123456789ac", "ci"))
+    with pytest.raises(KeyNameTaken):
+        await store.create_api_key(new_key("0123456789ab", "other"))
+    assert [k.name for k in await store.list_api_keys()] == ["ci"]
+
+
+async def test_revoking_a_key_by_id_or_name_keeps_its_row_and_first_revocation(
+    store: Store,
+) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ci"))
+    await store.create_api_key(new_key("ba9876543210", "dashboard"))
+
+    by_name = await store.revoke_api_key("ci")
+    by_id = await store.revoke_api_key("ba9876543210")
+    again = await store.revoke_api_key("0123456789ab")
+
+    assert by_name is not None
+    assert by_id is not None
+    assert again is not None
+    assert_utc(by_name.revoked_at, optional=False)
+    assert_utc(by_id.revoked_at, optional=False)
+    assert again.revoked_at == by_name.revoked_at
+    assert await store.get_api_key("0123456789ab") == by_name
+    assert await store.has_api_keys() is True  # revoked keys count
+    assert [k.revoked_at is not None for k in await store.list_api_keys()] == [True, True]
+    assert await store.revoke_api_key("nobody") is None
+    with pytest.raises(KeyNameTaken):  # a revoked key's name stays taken
+        await store.create_api_key(new_key("0123456789ff", "ci"))
+
+
+async def test_an_id_wins_over_a_name_that_looks_like_it(store: Store) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ba9876543210"))
+    await store.create_api_key(new_key("ba9876543210", "other"))
+
+    revoked = await store.revoke_api_key("ba9876543210")
+
+    assert revoked is not None
+    assert revoked.name == "other"

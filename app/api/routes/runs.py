@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from app.api.auth import ReadKey, RunKey, authenticate
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.schemas import CancelRequest, LogsPublic, RunCreate, RunPublic, RunsPublic
@@ -34,6 +35,8 @@ class _CreateRunRoute(APIRoute):
         declared = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
+            # Before the body is looked at, on both paths: no key, no answer about the body.
+            await authenticate(request, "run")
             response = await _create_fast(request)
             return response if response is not None else await declared(request)
 
@@ -69,6 +72,7 @@ async def _create(services: Services, body: RunCreate, idempotency_key: str | No
 async def create_run(
     body: RunCreate,
     services: ServicesDep,
+    _key: RunKey,
     idempotency_key: Annotated[
         str | None, Header(max_length=IDEMPOTENCY_KEY_LENGTH, min_length=1)
     ] = None,
@@ -87,15 +91,18 @@ router.add_api_route(
     response_model=RunPublic,
     responses={
         200: {"model": RunPublic, "description": "A repeat of an earlier request (same key)"},
-        **PROBLEMS(404, 409, 413, 422),
+        **PROBLEMS(401, 403, 404, 409, 413, 422, 429),
     },
     route_class_override=_CreateRunRoute,
 )
 
 
-@router.get("/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 422))
+@router.get(
+    "/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 401, 403, 422)
+)
 async def list_runs(
     services: ServicesDep,
+    _key: ReadKey,
     pipeline: str | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     label: Annotated[
@@ -121,8 +128,10 @@ async def list_runs(
     return RunsPublic(items=[run_public(r) for r in rows[:size]], next_cursor=next_cursor)
 
 
-@router.get("/runs/{run_id}", name="get_run", response_model=RunPublic, responses=PROBLEMS(404))
-async def get_run(run_id: str, services: ServicesDep) -> RunPublic:
+@router.get(
+    "/runs/{run_id}", name="get_run", response_model=RunPublic, responses=PROBLEMS(401, 403, 404)
+)
+async def get_run(run_id: str, services: ServicesDep, _key: ReadKey) -> RunPublic:
     """A run: overall progress, status, timings, error, result, and every step with its
     execution and rollback status."""
     return run_public(await services.runs.get(run_id))
@@ -133,11 +142,12 @@ async def get_run(run_id: str, services: ServicesDep) -> RunPublic:
     name="cancel_run",
     response_model=RunPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=PROBLEMS(404, 409, 422),
+    responses=PROBLEMS(401, 403, 404, 409, 422),
 )
 async def cancel_run(
     run_id: str,
     services: ServicesDep,
+    _key: RunKey,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> RunPublic:
     """Cancel a run: a queued run at once; a running one cooperatively, then its completed
@@ -147,11 +157,15 @@ async def cancel_run(
 
 
 @router.get(
-    "/runs/{run_id}/logs", name="get_run_logs", response_model=LogsPublic, responses=PROBLEMS(404)
+    "/runs/{run_id}/logs",
+    name="get_run_logs",
+    response_model=LogsPublic,
+    responses=PROBLEMS(401, 403, 404),
 )
 async def get_run_logs(
     run_id: str,
     services: ServicesDep,
+    _key: ReadKey,
     step: str | None = None,
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     limit: Annotated[int | None, Query(ge=1)] = None,

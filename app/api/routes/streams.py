@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
+from app.api.auth import ReadKey
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.views import run_json
@@ -84,11 +85,12 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
     name="stream_run_events",
     response_class=EventSourceResponse,
     responses={**SSE_RESPONSE, 204: {"description": "The run ended before this position"},
-               **PROBLEMS(400, 404)},
+               **PROBLEMS(400, 401, 403, 404)},
 )  # fmt: skip
 async def stream_run_events(
     run_id: str,
     services: ServicesDep,
+    _key: ReadKey,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
@@ -157,10 +159,11 @@ async def _run_events(
     "/events",
     name="stream_events",
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **PROBLEMS(400)},
+    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403)},
 )
 async def stream_events(
     services: ServicesDep,
+    _key: ReadKey,
     pipeline: Annotated[list[str] | None, Query(description="Only these pipelines")] = None,
     type: Annotated[  # the query parameter's public name
         list[str] | None, Query(description="Only these event types, e.g. run.failed")

@@ -1,0 +1,73 @@
+"""The PostgreSQL store's API keys: statements run on a pooled connection."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, TypeAlias
+
+import asyncpg
+
+from app.errors import KeyNameTaken
+from app.store.records import ApiKeyRow, NewApiKey
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+__all__ = ["create_key", "find_key", "has_keys", "list_keys", "revoke_key"]
+
+Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
+
+_KEY_COLUMNS = "id, name, scopes, secret_hash, created_at, revoked_at"
+
+
+def _key(record: asyncpg.Record) -> ApiKeyRow:
+    return ApiKeyRow(
+        record["id"],
+        record["name"],
+        tuple(record["scopes"].split()),
+        record["secret_hash"],
+        record["created_at"],
+        record["revoked_at"],
+    )
+
+
+async def create_key(conn: Connection, key: NewApiKey, now: datetime) -> ApiKeyRow:
+    try:
+        await conn.execute(
+            f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES ($1, $2, $3, $4, $5, NULL)",
+            key.id, key.name, " ".join(key.scopes), key.secret_hash, now,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError as exc:
+        raise KeyNameTaken(f"an API key named {key.name!r} exists already") from exc
+    return ApiKeyRow(key.id, key.name, key.scopes, key.secret_hash, now)
+
+
+async def find_key(conn: Connection, key_id: str) -> ApiKeyRow | None:
+    found = await conn.fetchrow(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1", key_id)
+    return None if found is None else _key(found)
+
+
+async def list_keys(conn: Connection) -> list[ApiKeyRow]:
+    records = await conn.fetch(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")
+    return [_key(record) for record in records]
+
+
+async def revoke_key(conn: Connection, id_or_name: str, now: datetime) -> ApiKeyRow | None:
+    # An id wins over a name that happens to look like one.
+    found = await conn.fetchrow(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE id = $1 OR name = $1 "
+        "ORDER BY (id = $1) DESC LIMIT 1 FOR UPDATE",
+        id_or_name,
+    )
+    if found is None or found["revoked_at"] is not None:
+        return None if found is None else _key(found)
+    revoked = await conn.fetchrow(
+        f"UPDATE api_keys SET revoked_at = $2 WHERE id = $1 RETURNING {_KEY_COLUMNS}",
+        found["id"], now,
+    )  # fmt: skip
+    assert revoked is not None  # the row is locked: it cannot have gone
+    return _key(revoked)
+
+
+async def has_keys(conn: Connection) -> bool:
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"))
