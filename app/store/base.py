@@ -77,8 +77,10 @@ class Store(Protocol):
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
-        """Every run's events with ``id > after_id``, in order, optionally filtered."""
+        """Every run's events with ``id > after_id``, in order, optionally filtered (by
+        pipeline, type, and the API key that created the run)."""
 
     async def last_event_id(self) -> int:
         """The id of the newest event of any run (0 when there is none)."""

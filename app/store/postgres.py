@@ -77,7 +77,7 @@ _RUN_COLUMNS = (
     "id", "pipeline", "status", "params", "labels", "progress", "rollback_progress", "error",
     "result", "summary", "created_at", "started_at", "finished_at", "updated_at", "last_seq",
     "cancel_requested", "rollback_on_cancel", "owner", "lease_expires_at", "epoch",
-    "recovery_attempts", "checkpoint",
+    "recovery_attempts", "checkpoint", "owner_key_id",
 )  # fmt: skip
 _STEP_COLUMNS = (
     "index", "name", "weight", "can_rollback", "status", "progress", "attempts", "started_at",
@@ -340,8 +340,9 @@ class PostgresStore:
         await conn.execute(
             f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES "
             "($1, $2, $3, $4, $5, 0.0, NULL, NULL, NULL, NULL, $6, NULL, NULL, $6, 1, false, "
-            "true, NULL, NULL, 0, 0, NULL)",
+            "true, NULL, NULL, 0, 0, NULL, $7)",
             run_id, run.pipeline, RunStatus.queued.value, run.params, run.labels, now,
+            run.owner_key_id,
         )  # fmt: skip
         if run.steps:
             await conn.execute(
@@ -375,7 +376,8 @@ class PostgresStore:
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
             labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
             summary=None, created_at=now, started_at=None, finished_at=None, updated_at=now,
-            last_seq=1, cancel_requested=False, rollback_on_cancel=True, steps=steps,
+            last_seq=1, cancel_requested=False, rollback_on_cancel=True,
+            owner_key_id=run.owner_key_id, steps=steps,
         )  # fmt: skip
         return created, event
 
@@ -477,6 +479,8 @@ class PostgresStore:
 
         if before is not None:
             condition("id < {}", before)
+        if filters.owner_key_id is not None:
+            condition("owner_key_id = {}", filters.owner_key_id)
         if filters.pipeline is not None:
             condition("pipeline = {}", filters.pipeline)
         if filters.status is not None:
@@ -510,9 +514,13 @@ class PostgresStore:
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
         where: list[str] = ["id > $1"]
         params: list[Any] = [after_id]
+        if owner_key_id is not None:
+            params.append(owner_key_id)
+            where.append(f"run_id IN (SELECT id FROM runs WHERE owner_key_id = ${len(params)})")
         if pipelines:
             params.append(list(pipelines))
             where.append(f"pipeline = ANY(${len(params)}::text[])")

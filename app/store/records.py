@@ -74,6 +74,7 @@ class RunRow:
     epoch: int = 0
     recovery_attempts: int = 0
     checkpoint: dict[str, Any] | None = None
+    owner_key_id: str | None = None
     steps: tuple[StepRow, ...] = ()
 
 
@@ -115,7 +116,8 @@ class NewStep:
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run being created, with the idempotency key and request hash if any."""
+    """A run being created, with the idempotency key and request hash if any, and the API
+    key that creates it."""
 
     pipeline: str
     params: dict[str, Any]
@@ -123,6 +125,7 @@ class NewRun:
     steps: tuple[NewStep, ...]
     idempotency_key: str | None = None
     request_hash: str | None = None
+    owner_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,8 @@ class RunFilter:
     labels: Mapping[str, str] = field(default_factory=dict)
     created_after: datetime | None = None
     created_before: datetime | None = None
+    owner_key_id: str | None = None
+    """Only the runs this API key created (None: every run)."""
 
 
 @dataclass(frozen=True, slots=True)

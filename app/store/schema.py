@@ -98,9 +98,13 @@ runs = Table(
     # A queued run's steps as [name, weight, can_rollback] (a store may write them here,
     # one column, rather than a row each); its step rows replace them when it is claimed.
     Column("planned_steps", json_document()),
+    # The API key that created the run (None when authentication was off): a key without
+    # the admin scope sees its own runs only.
+    Column("owner_key_id", String(32)),
     Index(None, "status", "id"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),
+    Index(None, "owner_key_id", "id"),
 )
 
 step_runs = Table(

@@ -50,7 +50,8 @@ READERS = 4
 _RUN_COLUMNS = (
     "id, pipeline, status, params, labels, progress, rollback_progress, error, result, "
     "summary, created_at, started_at, finished_at, updated_at, last_seq, cancel_requested, "
-    "rollback_on_cancel, owner, lease_expires_at, epoch, recovery_attempts, checkpoint"
+    "rollback_on_cancel, owner, lease_expires_at, epoch, recovery_attempts, checkpoint, "
+    "owner_key_id"
 )
 _STEP_COLUMNS = (
     'run_id, "index", name, weight, can_rollback, status, progress, attempts, started_at, '
@@ -282,9 +283,9 @@ class SqliteStore:
         conn.execute(
             f"INSERT INTO runs ({_RUN_COLUMNS}, planned_steps) VALUES "
             "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
-            "NULL, NULL, 0, 0, NULL, ?)",
+            "NULL, NULL, 0, 0, NULL, ?, ?)",
             (run_id, run.pipeline, _QUEUED, json_dumps(run.params),
-             json_dumps(run.labels), stamp, stamp, plan),
+             json_dumps(run.labels), stamp, stamp, run.owner_key_id, plan),
         )  # fmt: skip
         steps = _planned_steps(plan)
         data = {"status": _QUEUED, "progress": 0.0}
@@ -299,7 +300,8 @@ class SqliteStore:
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
             labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
             summary=None, created_at=now, started_at=None, finished_at=None, updated_at=now,
-            last_seq=1, cancel_requested=False, rollback_on_cancel=True, steps=steps,
+            last_seq=1, cancel_requested=False, rollback_on_cancel=True,
+            owner_key_id=run.owner_key_id, steps=steps,
         )  # fmt: skip
         return created, event
 
@@ -409,6 +411,9 @@ class SqliteStore:
         if before is not None:
             where.append("id < ?")
             params.append(before)
+        if filters.owner_key_id is not None:
+            where.append("owner_key_id = ?")
+            params.append(filters.owner_key_id)
         if filters.pipeline is not None:
             where.append("pipeline = ?")
             params.append(filters.pipeline)
@@ -473,9 +478,13 @@ class SqliteStore:
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
         where: list[str] = ["id > ?"]
         params: list[Any] = [after_id]
+        if owner_key_id is not None:
+            where.append("run_id IN (SELECT id FROM runs WHERE owner_key_id = ?)")
+            params.append(owner_key_id)
         if pipelines:
             where.append(f"pipeline IN ({', '.join('?' * len(pipelines))})")
             params.extend(pipelines)

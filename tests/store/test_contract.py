@@ -773,3 +773,55 @@ async def test_an_id_wins_over_a_name_that_looks_like_it(store: Store) -> None:
 
     assert revoked is not None
     assert revoked.name == "other"
+
+
+# -- runs' owners ----------------------------------------------------------------------------
+
+
+def owned(owner: str | None, pipeline: str = "p") -> NewRun:
+    return NewRun(pipeline, {"n": 1}, {}, STEPS, owner_key_id=owner)
+
+
+async def test_a_run_keeps_the_key_that_created_it(store: Store) -> None:
+    created, _event = await store.create_run(owned("0123456789ab"))
+    anonymous, _event = await store.create_run(owned(None))
+
+    assert created.owner_key_id == "0123456789ab"
+    assert (await store.get_run(created.id)).owner_key_id == "0123456789ab"
+    assert anonymous.owner_key_id is None
+    assert (await store.get_run(anonymous.id)).owner_key_id is None
+    claimed = {run.id: run for run, _event in await store.claim_queued(2, "worker", LEASE)}
+    assert claimed[created.id].owner_key_id == "0123456789ab"
+    assert claimed[anonymous.id].owner_key_id is None
+
+
+async def test_lists_filter_by_owner_before_paging(store: Store) -> None:
+    owners = ["a", "b", None, "a", "b", "a", None, "a"]
+    runs = [(await store.create_run(owned(o)))[0] for o in owners]
+    mine = [r.id for r in reversed(runs) if r.owner_key_id == "a"]
+
+    first = await store.list_runs(RunFilter(owner_key_id="a"), None, 2)
+    second = await store.list_runs(RunFilter(owner_key_id="a"), first[-1].id, 2)
+    third = await store.list_runs(RunFilter(owner_key_id="a"), second[-1].id, 2)
+
+    assert [r.id for r in first + second] == mine
+    assert third == []
+    assert len(await store.list_runs(RunFilter(), None, 100)) == len(owners)
+    assert await store.list_runs(RunFilter(owner_key_id="c"), None, 100) == []
+
+
+async def test_all_events_filter_by_owner_in_the_query(store: Store) -> None:
+    a, _event = await store.create_run(owned("a"))
+    await store.create_run(owned("b"))
+    await store.create_run(owned(None, "q"))
+    a2, _event = await store.create_run(owned("a", "q"))
+
+    everything = await store.all_events(0, 100)
+    mine = await store.all_events(0, 100, owner_key_id="a")
+    paged = await store.all_events(mine[0].id, 1, owner_key_id="a")
+
+    assert len(everything) == 4
+    assert [e.run_id for e in mine] == [a.id, a2.id]
+    assert paged == mine[1:]
+    assert await store.all_events(0, 100, pipelines=["q"], owner_key_id="a") == mine[1:]
+    assert await store.all_events(0, 100, owner_key_id="nobody") == []

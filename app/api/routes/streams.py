@@ -90,7 +90,7 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
 async def stream_run_events(
     run_id: str,
     services: ServicesDep,
-    _key: ReadKey,
+    principal: ReadKey,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
@@ -98,7 +98,7 @@ async def stream_run_events(
     event. With ``Last-Event-ID``, exactly the missed events; 204 once the run has ended
     before that position, which stops a browser's ``EventSource`` from reconnecting."""
     position = _position(last_event_id)
-    run = await services.runs.get(run_id)  # 404 before the stream starts
+    run = await services.runs.get(run_id, principal.owner_filter)  # 404 before the stream
     if position is not None and run.status in TERMINAL and position >= run.last_seq:
         return Response(status_code=204)
     if position is not None and position > run.last_seq:
@@ -163,7 +163,7 @@ async def _run_events(
 )
 async def stream_events(
     services: ServicesDep,
-    _key: ReadKey,
+    principal: ReadKey,
     pipeline: Annotated[list[str] | None, Query(description="Only these pipelines")] = None,
     type: Annotated[  # the query parameter's public name
         list[str] | None, Query(description="Only these event types, e.g. run.failed")
@@ -171,21 +171,31 @@ async def stream_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Every run's events as they happen, for dashboards; ``id:`` is the global event id,
-    so ``Last-Event-ID`` resumes here too. Never ends on its own."""
+    so ``Last-Event-ID`` resumes here too. Never ends on its own. A key without the
+    ``admin`` scope gets the events of the runs it created only."""
     position = _position(last_event_id)
     pipelines = [p for item in pipeline or [] for p in item.split(",") if p]
     types = [t for item in type or [] for t in item.split(",") if t]
-    return _stream(services, _all_events(services, position, pipelines, types))
+    owner = principal.owner_filter
+    return _stream(services, _all_events(services, position, pipelines, types, owner))
 
 
 async def _all_events(
-    services: Services, position: int | None, pipelines: list[str], types: list[str]
+    services: Services,
+    position: int | None,
+    pipelines: list[str],
+    types: list[str],
+    owner: str | None,
 ) -> AsyncIterator[ServerSentEvent]:
     store = services.store
     retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
 
     def wanted(event: EventRow) -> bool:
         return (not pipelines or event.pipeline in pipelines) and (not types or event.type in types)
+
+    async def visible(event: EventRow) -> bool:
+        # Read from the log, events are filtered by owner in the query; live ones here.
+        return owner is None or await services.runs.owner_of(event.run_id) == owner
 
     async with services.bus.subscribe(None) as subscription:
         # ``cursor``: every event up to this id has been sent or filtered out.
@@ -194,7 +204,7 @@ async def _all_events(
             yield ServerSentEvent(comment="connected", retry=retry)
             retry = None
         while True:  # replay, filtering here so that the cursor passes skipped events too
-            batch = await store.all_events(cursor, REPLAY_BATCH)
+            batch = await store.all_events(cursor, REPLAY_BATCH, owner_key_id=owner)
             for event in batch:
                 if wanted(event):
                     yield _sse(event, event.id, retry)
@@ -208,10 +218,10 @@ async def _all_events(
                 yield _closing(cursor)
                 return
             event = live
-            if event.id <= cursor:
+            if event.id <= cursor or not await visible(event):
                 continue
             missed = (
-                await store.all_events(cursor, event.id - cursor - 1)
+                await store.all_events(cursor, event.id - cursor - 1, owner_key_id=owner)
                 if event.id > cursor + 1  # published out of order: take the gap from the log
                 else []
             )

@@ -1,4 +1,5 @@
-"""API keys: a salted hash of each key's secret, its scopes, and when it was revoked.
+"""API keys (a salted hash of each key's secret, its scopes, when it was revoked), and the
+key that created each run.
 
 Revision ID: 0004
 Revises: 0003
@@ -29,7 +30,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_api_keys"),
         sa.UniqueConstraint("name", name="uq_api_keys_name"),
     )
+    with op.batch_alter_table("runs") as runs:
+        runs.add_column(sa.Column("owner_key_id", sa.String(32), nullable=True))
+    op.create_index("ix_runs_owner_key_id_id", "runs", ["owner_key_id", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_runs_owner_key_id_id", table_name="runs")
+    with op.batch_alter_table("runs") as runs:
+        runs.drop_column("owner_key_id")
     op.drop_table("api_keys")
