@@ -20,7 +20,7 @@ from app.api.deps import Services
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
-from app.api.routes import health, pipelines, runs, streams
+from app.api.routes import health, pipelines, runs, stream_tokens, streams
 from app.metrics import Metrics
 from app.pipelines.loading import load_pipelines
 from app.runs.bus import EventBus
@@ -28,6 +28,8 @@ from app.runs.service import RunService
 from app.runs.worker import WorkerPool
 from app.security.auth import Authenticator
 from app.security.keys import ApiKeys
+from app.security.logs import install_scrubbing
+from app.security.tokens import StreamTokens
 from app.settings import Settings
 from app.store import open_store
 
@@ -67,7 +69,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_step_finished=metrics.observe_step,
     )
     keys = ApiKeys(store, cache_seconds=settings.key_cache_seconds)
-    auth = Authenticator(keys, settings.auth, host=settings.host, allow_open=settings.allow_open)
+    auth = Authenticator(
+        keys,
+        settings.auth,
+        host=settings.host,
+        allow_open=settings.allow_open,
+        tokens=StreamTokens(seconds=settings.stream_token_seconds),
+    )
+    token_secret = settings.stream_token_secret
     services = Services(
         settings, store, bus, RunService(store, bus, workers, catalog), metrics, auth
     )
@@ -76,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         try:
-            await auth.check_deployment()
+            await auth.start(None if token_secret is None else token_secret.get_secret_value())
         except BaseException:
             await store.close()
             raise
@@ -100,10 +109,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.services = services
+    install_scrubbing()
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (pipelines, runs, streams, health):
+    for module in (pipelines, runs, streams, stream_tokens, health):
         app.include_router(module.router)
     return app
 

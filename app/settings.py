@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings"]
@@ -60,6 +60,13 @@ class Settings(BaseSettings):
     )
     key_cache_seconds: float = Field(
         10.0, ge=0, description="How long a verified key is trusted before it is checked again."
+    )
+    stream_token_secret: SecretStr | None = Field(
+        None,
+        description="Signs stream tokens; made once and kept in the database when not set.",
+    )
+    stream_token_seconds: float = Field(
+        300.0, gt=0, le=300, description="How long a stream token stays valid."
     )
 
     @field_validator("pipelines", mode="before")

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.security.keys import Principal, Scope
+from app.security.tokens import all_events_stream, run_stream
 
-__all__ = ["BEARER", "AdminKey", "ReadKey", "RunKey", "authenticate"]
+__all__ = ["BEARER", "AdminKey", "ReadKey", "RunKey", "StreamKey", "authenticate"]
 
 BEARER = HTTPBearer(
     auto_error=False,
@@ -48,6 +49,29 @@ def _require(scope: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
+async def _stream_principal(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=1000,
+            description="A stream token (from the matching POST …/stream-token), for clients "
+            "such as a browser's EventSource that cannot send an Authorization header. Valid "
+            "once, for this stream only, for a few minutes.",
+        ),
+    ] = None,
+) -> Principal:
+    run_id = request.path_params.get("run_id")
+    stream = run_stream(run_id) if run_id is not None else all_events_stream()
+    auth = request.app.state.services.auth
+    return await auth.authenticate_stream(  # type: ignore[no-any-return]
+        request.headers.get("authorization"), token, stream, _server_host(request)
+    )
+
+
 ReadKey = Annotated[Principal, Depends(_require("read"))]
+StreamKey = Annotated[Principal, Depends(_stream_principal)]
+"""``ReadKey`` for event streams: a bearer key, or a stream token as ``?token=``."""
 RunKey = Annotated[Principal, Depends(_require("run"))]
 AdminKey = Annotated[Principal, Depends(_require("admin"))]

@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import secrets
 from typing import Literal
 
 from app.errors import Forbidden, Unauthorized
 from app.security.keys import ANONYMOUS, ApiKeys, Principal, Scope
+from app.security.tokens import StreamTokens
 
 __all__ = ["AuthMode", "Authenticator", "OpenDeploymentRefused", "is_loopback"]
 
 AuthMode = Literal["auto", "on", "off"]
 log = logging.getLogger("stepline.security")
 
+TOKEN_SECRET_NAME = "stream-token-signing"
+TOKEN_SECRET_BYTES = 32
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 _OPEN_BANNER = (
     "SERVING WITHOUT AUTHENTICATION on %s: anyone who can reach this address can read, "
@@ -62,10 +66,28 @@ def _arrived_from_outside(server_host: str | None) -> bool:
 class Authenticator:
     """Turns a request's ``Authorization`` header into a ``Principal``, or refuses it."""
 
-    def __init__(self, keys: ApiKeys, mode: AuthMode, *, host: str, allow_open: bool) -> None:
+    def __init__(
+        self,
+        keys: ApiKeys,
+        mode: AuthMode,
+        *,
+        host: str,
+        allow_open: bool,
+        tokens: StreamTokens | None = None,
+    ) -> None:
         self.keys, self.mode, self.host, self.allow_open = keys, mode, host, allow_open
+        self.tokens = tokens if tokens is not None else StreamTokens()
         self.exposed = not is_loopback(host)
         self.started = False
+
+    async def start(self, token_secret: str | None = None) -> None:
+        """Take the secret that signs stream tokens (made and stored by the first replica
+        to start, unless configured), then check the deployment (``check_deployment``)."""
+        if token_secret is None:
+            candidate = secrets.token_urlsafe(TOKEN_SECRET_BYTES)
+            token_secret = await self.keys.store.server_secret(TOKEN_SECRET_NAME, candidate)
+        self.tokens.secret = token_secret.encode()
+        await self.check_deployment()
 
     async def enforced(self, server_host: str | None = None) -> bool:
         """Whether a request that arrived on ``server_host`` must present a key."""
@@ -88,6 +110,26 @@ class Authenticator:
             return ANONYMOUS
         principal = await self.bearer(authorization)
         self.require(principal, scope)
+        return principal
+
+    async def authenticate_stream(
+        self,
+        authorization: str | None,
+        token: str | None,
+        stream: str,
+        server_host: str | None = None,
+    ) -> Principal:
+        """``authenticate`` for ``read``, or else with a stream token for ``stream``
+        (valid once, for that stream, for its key as long as the key is not revoked)."""
+        if token is None or authorization is not None or not await self.enforced(server_host):
+            return await self.authenticate(authorization, "read", server_host)
+        grant = self.tokens.check(token, stream)
+        principal = None if grant.key_id is None else await self.keys.check(grant.key_id, None)
+        if principal is None:
+            raise Unauthorized("the stream token's key is revoked, or it was minted without one")
+        if not await self.keys.store.use_stream_token(grant.token_id, grant.expires_at):
+            raise Unauthorized("this stream token has been used already: mint another")
+        self.require(principal, "read")
         return principal
 
     async def bearer(self, authorization: str | None) -> Principal:

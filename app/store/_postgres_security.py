@@ -1,4 +1,5 @@
-"""The PostgreSQL store's API keys: statements run on a pooled connection."""
+"""The PostgreSQL store's API keys, server secrets and used stream tokens: statements run
+on a pooled connection."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from app.store.records import ApiKeyRow, NewApiKey
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["create_key", "find_key", "has_keys", "list_keys", "revoke_key"]
+__all__ = [
+    "create_key",
+    "find_key",
+    "has_keys",
+    "list_keys",
+    "revoke_key",
+    "server_secret",
+    "use_token",
+]
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -71,3 +80,23 @@ async def revoke_key(conn: Connection, id_or_name: str, now: datetime) -> ApiKey
 
 async def has_keys(conn: Connection) -> bool:
     return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM api_keys)"))
+
+
+async def server_secret(conn: Connection, name: str, candidate: str, now: datetime) -> str:
+    await conn.execute(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (name) DO NOTHING",
+        name, candidate, now,
+    )  # fmt: skip
+    return str(await conn.fetchval("SELECT value FROM server_secrets WHERE name = $1", name))
+
+
+async def use_token(conn: Connection, token_id: str, expires_at: datetime, now: datetime) -> bool:
+    # Tokens that have expired are refused for that alone: their ids need not be kept.
+    await conn.execute("DELETE FROM used_stream_tokens WHERE expires_at < $1", now)
+    stored = await conn.fetchval(
+        "INSERT INTO used_stream_tokens (id, expires_at) VALUES ($1, $2) "
+        "ON CONFLICT (id) DO NOTHING RETURNING true",
+        token_id, expires_at,
+    )  # fmt: skip
+    return stored is not None

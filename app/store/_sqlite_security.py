@@ -1,4 +1,5 @@
-"""The SQLite store's API keys: statements run on the writer's or a reader's connection."""
+"""The SQLite store's API keys, server secrets and used stream tokens: statements run on
+the writer's or a reader's connection."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from datetime import UTC, datetime
 from app.errors import KeyNameTaken
 from app.store.records import ApiKeyRow, NewApiKey
 
-__all__ = ["create_key", "find_key", "has_keys", "list_keys", "revoke_key"]
+__all__ = [
+    "create_key",
+    "find_key",
+    "has_keys",
+    "list_keys",
+    "revoke_key",
+    "server_secret",
+    "use_token",
+]
 
 _KEY_COLUMNS = "id, name, scopes, secret_hash, created_at, revoked_at"
 
@@ -67,3 +76,23 @@ def revoke_key(conn: sqlite3.Connection, id_or_name: str, now: datetime) -> ApiK
 def has_keys(conn: sqlite3.Connection) -> bool:
     found = conn.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone()
     return found is not None
+
+
+def server_secret(conn: sqlite3.Connection, name: str, candidate: str, now: datetime) -> str:
+    conn.execute(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO NOTHING",
+        (name, candidate, _stamp(now)),
+    )
+    found = conn.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()
+    return str(found[0])
+
+
+def use_token(conn: sqlite3.Connection, token_id: str, expires_at: datetime, now: datetime) -> bool:
+    # Tokens that have expired are refused for that alone: their ids need not be kept.
+    conn.execute("DELETE FROM used_stream_tokens WHERE expires_at < ?", (_stamp(now),))
+    cursor = conn.execute(
+        "INSERT INTO used_stream_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+        (token_id, _stamp(expires_at)),
+    )
+    return cursor.rowcount == 1

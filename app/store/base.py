@@ -110,5 +110,13 @@ class Store(Protocol):
         """Whether any key was ever created: revoked keys count, so that revoking the
         last key does not turn authentication off."""
 
+    async def server_secret(self, name: str, candidate: str) -> str:
+        """The secret stored under ``name``; ``candidate`` is stored first if there is none
+        (of two replicas that start at once, both get the first one stored)."""
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        """Record a stream token as used: True the first time, False ever after (until
+        ``expires_at`` has passed, when it may be forgotten)."""
+
     async def check_ready(self) -> str | None:
         """None if the database answers and its schema is current, else what is wrong."""

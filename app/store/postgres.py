@@ -592,6 +592,14 @@ class PostgresStore:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             return await security.has_keys(conn)
 
+    async def server_secret(self, name: str, candidate: str) -> str:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.server_secret(conn, name, candidate, _now())
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.use_token(conn, token_id, _utc(expires_at), _now())
+
     async def check_ready(self) -> str | None:
         try:
             if self._pool is None:  # not started (or closed): ask the database all the same

@@ -31,7 +31,9 @@ __all__ = [
     "json_document",
     "metadata",
     "runs",
+    "server_secrets",
     "step_runs",
+    "used_stream_tokens",
 ]
 
 
@@ -166,4 +168,21 @@ api_keys = Table(
     Column("secret_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
     Column("revoked_at", UtcDateTime),
+)
+
+# Secrets the server makes for itself (the key that signs stream tokens), shared by replicas.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Stream tokens are valid once: the id of each one used, until it would have expired anyway.
+used_stream_tokens = Table(
+    "used_stream_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
 )

@@ -547,6 +547,18 @@ class SqliteStore:
     async def has_api_keys(self) -> bool:
         return await self._read(security.has_keys)
 
+    async def server_secret(self, name: str, candidate: str) -> str:
+        now = _now()
+        return await self.writer.submit(
+            lambda conn: security.server_secret(conn, name, candidate, now)
+        )
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        now = _now()
+        return await self.writer.submit(
+            lambda conn: security.use_token(conn, token_id, expires_at, now)
+        )
+
     async def check_ready(self) -> str | None:
         def probe() -> str | None:
             # A connection of its own: the answer must not depend on the store's threads.

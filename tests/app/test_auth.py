@@ -31,6 +31,8 @@ SCOPES = {
     ("GET", "/runs/{run_id}/logs"): "read",
     ("GET", "/runs/{run_id}/events"): "read",
     ("GET", "/events"): "read",
+    ("POST", "/runs/{run_id}/stream-token"): "read",
+    ("POST", "/events/stream-token"): "read",
     ("GET", "/metrics"): "admin",
 }
 OPEN = {("GET", "/healthz"), ("GET", "/readyz")}

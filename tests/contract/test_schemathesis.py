@@ -45,6 +45,8 @@ OPERATIONS = (
     "get_run",
     "cancel_run",
     "get_run_logs",
+    "create_run_stream_token",
+    "create_events_stream_token",
     "healthz",
     "readyz",
     "metrics",

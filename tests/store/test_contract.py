@@ -825,3 +825,40 @@ async def test_all_events_filter_by_owner_in_the_query(store: Store) -> None:
     assert paged == mine[1:]
     assert await store.all_events(0, 100, pipelines=["q"], owner_key_id="a") == mine[1:]
     assert await store.all_events(0, 100, owner_key_id="nobody") == []
+
+
+# -- server secrets and stream tokens --------------------------------------------------------
+
+
+async def test_a_server_secret_is_made_once_and_kept(store: Store) -> None:
+    first = await store.server_secret("signing", "one")
+    second = await store.server_secret("signing", "two")
+    other = await store.server_secret("other", "three")
+
+    assert (first, second, other) == ("one", "one", "three")
+
+
+async def test_concurrent_first_starts_agree_on_one_secret(store: Store) -> None:
+    secrets = await asyncio.gather(*(store.server_secret("s", f"c{i}") for i in range(8)))
+
+    assert len(set(secrets)) == 1
+
+
+async def test_a_stream_token_is_used_once(store: Store) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=5)
+
+    assert await store.use_stream_token("t1", later) is True
+    assert await store.use_stream_token("t1", later) is False
+    assert await store.use_stream_token("t2", later) is True
+    results = await asyncio.gather(*(store.use_stream_token("t3", later) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+
+
+async def test_used_tokens_are_forgotten_once_expired(store: Store, url: str) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await store.use_stream_token("old", past)
+
+    await store.use_stream_token("new", later)
+
+    assert [row[0] for row in execute(url, "SELECT id FROM used_stream_tokens")] == ["new"]

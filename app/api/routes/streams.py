@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from app.api.auth import ReadKey
+from app.api.auth import StreamKey
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.views import run_json
@@ -90,7 +90,7 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
 async def stream_run_events(
     run_id: str,
     services: ServicesDep,
-    principal: ReadKey,
+    principal: StreamKey,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
@@ -163,7 +163,7 @@ async def _run_events(
 )
 async def stream_events(
     services: ServicesDep,
-    principal: ReadKey,
+    principal: StreamKey,
     pipeline: Annotated[list[str] | None, Query(description="Only these pipelines")] = None,
     type: Annotated[  # the query parameter's public name
         list[str] | None, Query(description="Only these event types, e.g. run.failed")

@@ -1,5 +1,5 @@
-"""API keys (a salted hash of each key's secret, its scopes, when it was revoked), and the
-key that created each run.
+"""API keys (a salted hash of each key's secret, its scopes, when it was revoked), the key
+that created each run, server secrets, and the stream tokens already used.
 
 Revision ID: 0004
 Revises: 0003
@@ -33,9 +33,26 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as runs:
         runs.add_column(sa.Column("owner_key_id", sa.String(32), nullable=True))
     op.create_index("ix_runs_owner_key_id_id", "runs", ["owner_key_id", "id"])
+    op.create_table(
+        "server_secrets",
+        sa.Column("name", sa.String(100), nullable=False),
+        sa.Column("value", sa.String(255), nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("name", name="pk_server_secrets"),
+    )
+    op.create_table(
+        "used_stream_tokens",
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("expires_at", UtcDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name="pk_used_stream_tokens"),
+    )
+    op.create_index("ix_used_stream_tokens_expires_at", "used_stream_tokens", ["expires_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_used_stream_tokens_expires_at", table_name="used_stream_tokens")
+    op.drop_table("used_stream_tokens")
+    op.drop_table("server_secrets")
     op.drop_index("ix_runs_owner_key_id_id", table_name="runs")
     with op.batch_alter_table("runs") as runs:
         runs.drop_column("owner_key_id")
