@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
+from app.api.cors import CorsMiddleware
 from app.api.deps import Services
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
@@ -113,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     for module in (pipelines, runs, streams, stream_tokens, health):
         app.include_router(module.router)
     return app

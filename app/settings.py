@@ -7,6 +7,7 @@ workers, the demo pipelines, bound to 127.0.0.1.
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
@@ -15,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 __all__ = ["DEFAULT_DATABASE_URL", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./stepline.db"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 MIB = 1024 * 1024
 
 
@@ -68,10 +70,30 @@ class Settings(BaseSettings):
     stream_token_seconds: float = Field(
         300.0, gt=0, le=300, description="How long a stream token stays valid."
     )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may call the API from a "
+        "browser (comma-separated); none by default.",
+    )
 
-    @field_validator("pipelines", mode="before")
+    @field_validator("pipelines", "cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, origins: list[str]) -> list[str]:
+        # A wildcard cannot go with credentials, and a pattern would let in more than meant.
+        checked = []
+        for origin in origins:
+            origin = origin.rstrip("/")
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: CORS origins are listed one by one as "
+                    "scheme://host[:port] (no *, no path)"
+                )
+            checked.append(origin)
+        return checked
