@@ -28,6 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
     from app.pipelines.loading import PipelineLoadError
+    from app.serving import deadline_protocol
     from app.settings import Settings
 
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
@@ -50,6 +51,8 @@ def _serve(args: argparse.Namespace) -> int:
         application,
         host=settings.host,
         port=settings.port,
+        http=deadline_protocol(settings.request_timeout_seconds),
+        limit_concurrency=settings.limit_concurrency or None,
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
         proxy_headers=False,
         server_header=False,

@@ -30,6 +30,7 @@ from app.runs.worker import WorkerPool
 from app.security.auth import Authenticator
 from app.security.keys import ApiKeys
 from app.security.logs import install_scrubbing
+from app.security.quotas import Quotas, RateLimiter, StreamSlots
 from app.security.tokens import StreamTokens
 from app.settings import Settings
 from app.store import open_store
@@ -78,9 +79,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens=StreamTokens(seconds=settings.stream_token_seconds),
     )
     token_secret = settings.stream_token_secret
-    services = Services(
-        settings, store, bus, RunService(store, bus, workers, catalog), metrics, auth
+    run_service = RunService(
+        store,
+        bus,
+        workers,
+        catalog,
+        max_params_bytes=settings.max_params_bytes,
+        max_queued_per_key=settings.max_queued_runs_per_key or None,
+        max_queued_per_pipeline=settings.max_queued_runs_per_pipeline or None,
     )
+    quotas = Quotas(
+        RateLimiter(settings.runs_per_minute or None),
+        StreamSlots(settings.max_streams_per_key or None),
+    )
+    services = Services(settings, store, bus, run_service, metrics, auth, quotas)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

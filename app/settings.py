@@ -70,6 +70,32 @@ class Settings(BaseSettings):
     stream_token_seconds: float = Field(
         300.0, gt=0, le=300, description="How long a stream token stays valid."
     )
+    runs_per_minute: int = Field(
+        600, ge=0, description="Runs one key may create a minute (a burst of that many); 0: any."
+    )
+    max_streams_per_key: int = Field(
+        20, ge=0, description="Event streams one key may hold open at once; 0: any."
+    )
+    max_queued_runs_per_key: int = Field(
+        1000, ge=0, description="Queued runs one key may have; 0: any."
+    )
+    max_queued_runs_per_pipeline: int = Field(
+        0, ge=0, description="Queued runs one pipeline may have; 0: any."
+    )
+    max_params_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest params document of a run, as JSON."
+    )
+    limit_concurrency: int = Field(
+        1000,
+        ge=0,
+        description="Connections and requests stepline serve handles at once (open event "
+        "streams count) before it answers 503; 0: any.",
+    )
+    request_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How long stepline serve waits for a request's headers and body.",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Origins (scheme://host[:port]) whose pages may call the API from a "

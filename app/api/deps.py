@@ -12,6 +12,7 @@ from app.metrics import Metrics
 from app.runs.bus import EventBus
 from app.runs.service import RunService
 from app.security.auth import Authenticator
+from app.security.quotas import Quotas
 from app.settings import Settings
 from app.store.base import Store
 
@@ -28,6 +29,7 @@ class Services:
     runs: RunService
     metrics: Metrics
     auth: Authenticator
+    quotas: Quotas
 
     loop: asyncio.AbstractEventLoop | None = None
 

@@ -11,7 +11,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from app.errors import InvalidParams, InvalidTransition, PipelineNotFound, RunNotFound, Unavailable
+from app.errors import (
+    InvalidParams,
+    InvalidTransition,
+    PayloadTooLarge,
+    PipelineNotFound,
+    RunNotFound,
+    Unavailable,
+)
 from app.pipelines.catalog import Pipeline
 from app.runs.bus import EventBus
 from app.runs.worker import WorkerPool
@@ -40,9 +47,20 @@ class RunService:
     """Creates, reads and cancels runs; the routes call this and nothing else."""
 
     def __init__(
-        self, store: Store, bus: EventBus, workers: WorkerPool, pipelines: dict[str, Pipeline]
+        self,
+        store: Store,
+        bus: EventBus,
+        workers: WorkerPool,
+        pipelines: dict[str, Pipeline],
+        *,
+        max_params_bytes: int | None = None,
+        max_queued_per_key: int | None = None,
+        max_queued_per_pipeline: int | None = None,
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
+        self.max_params_bytes = max_params_bytes
+        self.max_queued_per_key = max_queued_per_key
+        self.max_queued_per_pipeline = max_queued_per_pipeline
         self._step_cache: dict[tuple[str, bytes], tuple[NewStep, ...]] = {}
         self._owners: dict[str, str | None] = {}
         self.accepting = True
@@ -66,6 +84,12 @@ class RunService:
         if not self.accepting:
             raise Unavailable("the service is shutting down and takes no new runs; retry shortly")
         pipeline = self.pipeline(pipeline_name)
+        if self.max_params_bytes is not None:
+            size = len(to_json(params, fallback=str))
+            if size > self.max_params_bytes:
+                raise PayloadTooLarge(
+                    f"params take {size} bytes as JSON, more than {self.max_params_bytes}"
+                )
         try:
             model = pipeline.params_model.model_validate(dict(params))
         except ValidationError as exc:
@@ -86,6 +110,8 @@ class RunService:
             idempotency_key=_scoped(idempotency_key, owner_key_id),
             request_hash=request_hash(pipeline.name, params, labels) if idempotency_key else None,
             owner_key_id=owner_key_id,
+            max_queued_per_key=self.max_queued_per_key,
+            max_queued_per_pipeline=self.max_queued_per_pipeline,
         )
         run, event = await self.store.create_run(new)
         self._remember_owner(run.id, run.owner_key_id)

@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
-from app.errors import KeyNameTaken
-from app.store.records import ApiKeyRow, NewApiKey
+from app.errors import KeyNameTaken, QueueFull
+from app.store.records import ApiKeyRow, NewApiKey, NewRun
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
 __all__ = [
+    "QUEUE_RETRY_SECONDS",
+    "check_queue",
     "create_key",
     "find_key",
     "has_keys",
@@ -27,6 +29,7 @@ __all__ = [
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
 _KEY_COLUMNS = "id, name, scopes, secret_hash, created_at, revoked_at"
+QUEUE_RETRY_SECONDS = 10.0  # queued runs leave the queue as workers free up
 
 
 def _key(record: asyncpg.Record) -> ApiKeyRow:
@@ -100,3 +103,34 @@ async def use_token(conn: Connection, token_id: str, expires_at: datetime, now: 
         token_id, expires_at,
     )  # fmt: skip
     return stored is not None
+
+
+async def _queued(conn: Connection, column: str, value: str, limit: int) -> int:
+    # Counts up to the limit only: what it costs does not grow with the queue.
+    sql = (
+        f"SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'queued' AND {column} = $1 "
+        "LIMIT $2) AS queued"
+    )
+    return int(await conn.fetchval(sql, value, limit))
+
+
+async def check_queue(conn: Connection, run: NewRun) -> None:
+    """``QueueFull`` if ``run`` would queue more runs than its key or pipeline may have.
+
+    Concurrent creates on several connections each count the others' uncommitted runs as
+    not there: the limit can be passed by as many runs as are created at that moment."""
+    key, limit = run.owner_key_id, run.max_queued_per_key
+    if (
+        key is not None
+        and limit is not None
+        and await _queued(conn, "owner_key_id", key, limit) >= limit
+    ):
+        raise QueueFull(
+            f"this key has {limit} runs queued, its most", retry_after=QUEUE_RETRY_SECONDS
+        )
+    limit = run.max_queued_per_pipeline
+    if limit is not None and await _queued(conn, "pipeline", run.pipeline, limit) >= limit:
+        raise QueueFull(
+            f"pipeline {run.pipeline!r} has {limit} runs queued, its most",
+            retry_after=QUEUE_RETRY_SECONDS,
+        )

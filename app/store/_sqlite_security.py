@@ -6,10 +6,12 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from app.errors import KeyNameTaken
-from app.store.records import ApiKeyRow, NewApiKey
+from app.errors import KeyNameTaken, QueueFull
+from app.store.records import ApiKeyRow, NewApiKey, NewRun
 
 __all__ = [
+    "QUEUE_RETRY_SECONDS",
+    "check_queue",
     "create_key",
     "find_key",
     "has_keys",
@@ -20,6 +22,7 @@ __all__ = [
 ]
 
 _KEY_COLUMNS = "id, name, scopes, secret_hash, created_at, revoked_at"
+QUEUE_RETRY_SECONDS = 10.0  # queued runs leave the queue as workers free up
 
 
 def _stamp(value: datetime) -> str:
@@ -96,3 +99,28 @@ def use_token(conn: sqlite3.Connection, token_id: str, expires_at: datetime, now
         (token_id, _stamp(expires_at)),
     )
     return cursor.rowcount == 1
+
+
+def _queued(conn: sqlite3.Connection, column: str, value: str, limit: int) -> int:
+    # Counts up to the limit only: what it costs does not grow with the queue.
+    found = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM runs WHERE status = 'queued' AND {column} = ? "
+        "LIMIT ?)",
+        (value, limit),
+    ).fetchone()
+    return int(found[0])
+
+
+def check_queue(conn: sqlite3.Connection, run: NewRun) -> None:
+    """``QueueFull`` if ``run`` would queue more runs than its key or pipeline may have."""
+    key, limit = run.owner_key_id, run.max_queued_per_key
+    if key is not None and limit is not None and _queued(conn, "owner_key_id", key, limit) >= limit:
+        raise QueueFull(
+            f"this key has {limit} runs queued, its most", retry_after=QUEUE_RETRY_SECONDS
+        )
+    limit = run.max_queued_per_pipeline
+    if limit is not None and _queued(conn, "pipeline", run.pipeline, limit) >= limit:
+        raise QueueFull(
+            f"pipeline {run.pipeline!r} has {limit} runs queued, its most",
+            retry_after=QUEUE_RETRY_SECONDS,
+        )

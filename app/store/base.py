@@ -28,7 +28,8 @@ class Store(Protocol):
         """Store a queued run, its steps and its ``run.queued`` event.
 
         With an idempotency key already used for the same request, return the original run
-        and None; for another request, raise ``IdempotencyConflict``.
+        and None; for another request, raise ``IdempotencyConflict``. Otherwise raise
+        ``QueueFull`` if the run's key or pipeline has its most queued runs already.
         """
 
     async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:

@@ -336,6 +336,7 @@ class PostgresStore:
                         run_id=found["run_id"],
                     )
                 return await _read_run(conn, found["run_id"]), None
+        await security.check_queue(conn, run)
         now, run_id = _now(), new_run_id()
         await conn.execute(
             f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES "

@@ -116,8 +116,9 @@ class NewStep:
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run being created, with the idempotency key and request hash if any, and the API
-    key that creates it."""
+    """A run being created, with the idempotency key and request hash if any, the API key
+    that creates it, and the most runs that may be queued (of that key, of the pipeline)
+    for it to be accepted."""
 
     pipeline: str
     params: dict[str, Any]
@@ -126,6 +127,8 @@ class NewRun:
     idempotency_key: str | None = None
     request_hash: str | None = None
     owner_key_id: str | None = None
+    max_queued_per_key: int | None = None
+    max_queued_per_pipeline: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -107,6 +107,9 @@ runs = Table(
     Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),
     Index(None, "owner_key_id", "id"),
+    # Queued runs are counted per key and per pipeline, against their quotas.
+    Index(None, "status", "owner_key_id"),
+    Index(None, "status", "pipeline"),
 )
 
 step_runs = Table(

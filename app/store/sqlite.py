@@ -275,6 +275,7 @@ class SqliteStore:
                         run_id=found[0],
                     )
                 return _read_run(conn, found[0]), None
+        security.check_queue(conn, run)
         now, run_id = _now(), new_run_id()
         stamp = _time_text(now)
         # The steps go in one column, not a row each: a queued run's steps are all pending,

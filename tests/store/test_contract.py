@@ -20,6 +20,7 @@ from app.errors import (
     InvalidTransition,
     KeyNameTaken,
     LeaseLost,
+    QueueFull,
     RunNotFound,
 )
 from app.states import RunStatus
@@ -862,3 +863,60 @@ async def test_used_tokens_are_forgotten_once_expired(store: Store, url: str) ->
     await store.use_stream_token("new", later)
 
     assert [row[0] for row in execute(url, "SELECT id FROM used_stream_tokens")] == ["new"]
+
+
+# -- queue quotas ----------------------------------------------------------------------------
+
+
+def limited(owner: str | None, pipeline: str = "p", *, per_key: int | None = None,
+            per_pipeline: int | None = None, key: str | None = None) -> NewRun:  # fmt: skip
+    return NewRun(
+        pipeline, {"n": 1}, {}, STEPS, key, "h" if key else None, owner,
+        max_queued_per_key=per_key, max_queued_per_pipeline=per_pipeline,
+    )  # fmt: skip
+
+
+async def dequeue_oldest(store: Store, filters: RunFilter) -> None:
+    """Take the oldest queued run matching ``filters`` out of the queue."""
+    queued = await store.list_runs(filters, None, 100)
+    oldest = queued[-1]
+    await store.apply(oldest.id, Change("run.cancelled", run={"status": RunStatus.cancelled}))
+
+
+async def test_a_key_may_queue_up_to_its_limit(store: Store) -> None:
+    for _ in range(3):
+        await store.create_run(limited("a", per_key=3))
+    await store.create_run(limited("b", per_key=3))  # another key's queue
+    await store.create_run(limited(None, per_key=3))  # no key, no per-key limit
+
+    with pytest.raises(QueueFull) as refused:
+        await store.create_run(limited("a", per_key=3))
+
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"].isdigit()
+    assert len(await store.list_runs(RunFilter(owner_key_id="a"), None, 100)) == 3
+    await dequeue_oldest(store, RunFilter(owner_key_id="a"))
+    await store.create_run(limited("a", per_key=3))  # only queued runs count
+
+
+async def test_a_pipeline_may_queue_up_to_its_limit(store: Store) -> None:
+    await store.create_run(limited("a", per_pipeline=2))
+    await store.create_run(limited("b", per_pipeline=2))
+    await store.create_run(limited("b", "q", per_pipeline=2))
+
+    with pytest.raises(QueueFull, match="pipeline 'p'"):
+        await store.create_run(limited(None, per_pipeline=2))
+    await dequeue_oldest(store, RunFilter(pipeline="p"))
+    await store.create_run(limited(None, per_pipeline=2))
+
+
+async def test_a_repeat_with_an_idempotency_key_is_answered_even_when_the_queue_is_full(
+    store: Store,
+) -> None:
+    first, _event = await store.create_run(limited("a", per_key=1, key="k"))
+
+    again, event = await store.create_run(limited("a", per_key=1, key="k"))
+
+    assert (again.id, event) == (first.id, None)
+    with pytest.raises(QueueFull):
+        await store.create_run(limited("a", per_key=1, key="other"))

@@ -60,6 +60,8 @@ async def _create_fast(request: Request, principal: Principal) -> Response | Non
 async def _create(
     services: Services, body: RunCreate, idempotency_key: str | None, principal: Principal
 ) -> Response:
+    if principal.key_id is not None:
+        services.quotas.runs.take(principal.key_id)
     run, created = await services.runs.create(
         body.pipeline, body.params, body.labels, idempotency_key, principal.key_id
     )

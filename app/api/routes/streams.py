@@ -10,17 +10,19 @@ what it missed.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
 from app.api.auth import StreamKey
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.views import run_json
 from app.errors import BadRequest
+from app.security.keys import Principal
 from app.states import TERMINAL
 from app.store.records import EventRow
 
@@ -61,8 +63,27 @@ def _closing(last_event_id: int) -> ServerSentEvent:
     return ServerSentEvent(data, event="stream.closing")
 
 
-def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+class _HeldStream(EventSourceResponse):
+    """A stream that gives its key's slot back when it ends, however it ends."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def _stream(
+    services: Services, principal: Principal, stream: AsyncIterator[ServerSentEvent]
+) -> EventSourceResponse:
     settings = services.settings
+    slots, key = services.quotas.streams, principal.key_id
+    if key is not None:
+        slots.acquire(key)  # 429 when the key holds its most streams
 
     async def counted() -> AsyncIterator[ServerSentEvent]:
         services.metrics.sse_streams.inc()
@@ -72,11 +93,12 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
         finally:
             services.metrics.sse_streams.dec()
 
-    return EventSourceResponse(
+    return _HeldStream(
         counted(),
         ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        release=(lambda: slots.release(key)) if key is not None else (lambda: None),
     )
 
 
@@ -85,7 +107,7 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
     name="stream_run_events",
     response_class=EventSourceResponse,
     responses={**SSE_RESPONSE, 204: {"description": "The run ended before this position"},
-               **PROBLEMS(400, 401, 403, 404)},
+               **PROBLEMS(400, 401, 403, 404, 429)},
 )  # fmt: skip
 async def stream_run_events(
     run_id: str,
@@ -105,7 +127,7 @@ async def stream_run_events(
         # No client can have seen an event that does not exist yet: refuse it rather than
         # wait for events the stream would then skip as already sent.
         raise BadRequest(f"Last-Event-ID {position} is past this run's last event ({run.last_seq})")
-    return _stream(services, _run_events(services, run_id, position))
+    return _stream(services, principal, _run_events(services, run_id, position))
 
 
 async def _run_events(
@@ -159,7 +181,7 @@ async def _run_events(
     "/events",
     name="stream_events",
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403)},
+    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403, 429)},
 )
 async def stream_events(
     services: ServicesDep,
@@ -177,7 +199,7 @@ async def stream_events(
     pipelines = [p for item in pipeline or [] for p in item.split(",") if p]
     types = [t for item in type or [] for t in item.split(",") if t]
     owner = principal.owner_filter
-    return _stream(services, _all_events(services, position, pipelines, types, owner))
+    return _stream(services, principal, _all_events(services, position, pipelines, types, owner))
 
 
 async def _all_events(

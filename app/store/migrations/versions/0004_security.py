@@ -1,5 +1,6 @@
 """API keys (a salted hash of each key's secret, its scopes, when it was revoked), the key
-that created each run, server secrets, and the stream tokens already used.
+that created each run (and indexes to count queued runs per key and per pipeline), server
+secrets, and the stream tokens already used.
 
 Revision ID: 0004
 Revises: 0003
@@ -33,6 +34,8 @@ def upgrade() -> None:
     with op.batch_alter_table("runs") as runs:
         runs.add_column(sa.Column("owner_key_id", sa.String(32), nullable=True))
     op.create_index("ix_runs_owner_key_id_id", "runs", ["owner_key_id", "id"])
+    op.create_index("ix_runs_status_owner_key_id", "runs", ["status", "owner_key_id"])
+    op.create_index("ix_runs_status_pipeline", "runs", ["status", "pipeline"])
     op.create_table(
         "server_secrets",
         sa.Column("name", sa.String(100), nullable=False),
@@ -53,6 +56,8 @@ def downgrade() -> None:
     op.drop_index("ix_used_stream_tokens_expires_at", table_name="used_stream_tokens")
     op.drop_table("used_stream_tokens")
     op.drop_table("server_secrets")
+    op.drop_index("ix_runs_status_pipeline", table_name="runs")
+    op.drop_index("ix_runs_status_owner_key_id", table_name="runs")
     op.drop_index("ix_runs_owner_key_id_id", table_name="runs")
     with op.batch_alter_table("runs") as runs:
         runs.drop_column("owner_key_id")
