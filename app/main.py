@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from app import __version__
 from app.api.cors import CorsMiddleware
 from app.api.deps import Services
+from app.api.headers import SecurityHeadersMiddleware
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+    app.add_middleware(SecurityHeadersMiddleware)  # the outermost: on every answer
     for module in (pipelines, runs, streams, stream_tokens, health):
         app.include_router(module.router)
     return app
