@@ -86,10 +86,11 @@ class Settings(BaseSettings):
         64 * 1024, ge=1, description="Largest params document of a run, as JSON."
     )
     limit_concurrency: int = Field(
-        1000,
+        10_000,
         ge=0,
         description="Connections and requests stepline serve handles at once (open event "
-        "streams count) before it answers 503; 0: any.",
+        "streams count) before it answers 503; keep it under the process's limit of open "
+        "files. 0: any.",
     )
     request_timeout_seconds: float = Field(
         15.0,
