@@ -3,36 +3,48 @@
 ::
 
     SteplineError                 500  internal-error
+    ├── Unauthorized              401  unauthorized (with WWW-Authenticate: Bearer)
+    ├── Forbidden                 403  forbidden
     ├── NotFound                  404  not-found
     │   ├── RunNotFound           404  run-not-found
     │   └── PipelineNotFound      404  pipeline-not-found
     ├── Conflict                  409  conflict
     │   ├── InvalidTransition     409  invalid-transition
     │   ├── IdempotencyConflict   409  idempotency-key-reused
-    │   └── LeaseLost             409  lease-lost (internal: a stale owner's write)
+    │   ├── LeaseLost             409  lease-lost (internal: a stale owner's write)
+    │   └── KeyNameTaken          409  key-name-taken
     ├── InvalidParams             422  invalid-params
     ├── BadRequest                400  bad-request
     ├── PayloadTooLarge           413  payload-too-large
+    ├── TooManyRequests           429  too-many-requests (with Retry-After)
+    │   └── QueueFull             429  queue-full
     └── Unavailable               503  unavailable
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 __all__ = [
     "PROBLEM_BASE",
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "IdempotencyConflict",
     "InvalidParams",
     "InvalidTransition",
+    "KeyNameTaken",
     "LeaseLost",
     "NotFound",
     "PayloadTooLarge",
     "PipelineNotFound",
+    "QueueFull",
     "RunNotFound",
     "SteplineError",
+    "TooManyRequests",
+    "Unauthorized",
     "Unavailable",
 ]
 
@@ -47,14 +59,33 @@ class SteplineError(Exception):
     title: ClassVar[str] = "Internal error"
     status: ClassVar[int] = 500
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = dict(headers or {})
         self.extra = extra
 
     @property
     def type(self) -> str:
         return PROBLEM_BASE + self.slug
+
+
+class Unauthorized(SteplineError):
+    """No credentials, or credentials that are not (or no longer) a valid key or token."""
+
+    slug, title, status = "unauthorized", "Authentication required", 401
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        # RFC 6750: a 401 names the scheme the client should use.
+        super().__init__(detail, headers={"WWW-Authenticate": 'Bearer realm="stepline"'}, **extra)
+
+
+class Forbidden(SteplineError):
+    """A valid key without the scope the operation needs."""
+
+    slug, title, status = "forbidden", "Insufficient scope", 403
 
 
 class NotFound(SteplineError):
@@ -87,6 +118,10 @@ class LeaseLost(Conflict):
     slug, title = "lease-lost", "The run belongs to another owner now"
 
 
+class KeyNameTaken(Conflict):
+    slug, title = "key-name-taken", "An API key with this name exists"
+
+
 class InvalidParams(SteplineError):
     slug, title, status = "invalid-params", "Invalid parameters", 422
 
@@ -97,6 +132,20 @@ class BadRequest(SteplineError):
 
 class PayloadTooLarge(SteplineError):
     slug, title, status = "payload-too-large", "Request body too large", 413
+
+
+class TooManyRequests(SteplineError):
+    """A quota is exhausted; ``retry_after`` seconds is when trying again makes sense."""
+
+    slug, title, status = "too-many-requests", "Too many requests", 429
+
+    def __init__(self, detail: str, retry_after: float, **extra: Any) -> None:
+        seconds = max(1, math.ceil(retry_after))
+        super().__init__(detail, headers={"Retry-After": str(seconds)}, **extra)
+
+
+class QueueFull(TooManyRequests):
+    slug, title = "queue-full", "Too many queued runs"
 
 
 class Unavailable(SteplineError):

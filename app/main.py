@@ -16,11 +16,13 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app import __version__
+from app.api.cors import CorsMiddleware
 from app.api.deps import Services
+from app.api.headers import SecurityHeadersMiddleware
 from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
-from app.api.routes import health, pipelines, runs, streams
+from app.api.routes import health, pipelines, runs, stream_tokens, streams
 from app.metrics import Metrics
 from app.pipelines.catalog import Pipeline
 from app.pipelines.loading import load_pipelines
@@ -28,6 +30,11 @@ from app.runs.bus import EventBus
 from app.runs.executor import Executor
 from app.runs.service import RunService
 from app.runs.worker import WorkerPool
+from app.security.auth import Authenticator
+from app.security.keys import ApiKeys
+from app.security.logs import install_scrubbing
+from app.security.quotas import Quotas, RateLimiter, StreamSlots
+from app.security.tokens import StreamTokens
 from app.settings import Settings, SettingsError
 from app.store import SqliteStore, Store, open_store
 
@@ -120,12 +127,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     bus = _event_bus(store)
     metrics = Metrics()
     workers = _executor(settings, store, bus, catalog, metrics)
-    services = Services(settings, store, bus, RunService(store, bus, workers, catalog), metrics)
+    keys = ApiKeys(store, cache_seconds=settings.key_cache_seconds)
+    auth = Authenticator(
+        keys,
+        settings.auth,
+        host=settings.host,
+        allow_open=settings.allow_open,
+        tokens=StreamTokens(seconds=settings.stream_token_seconds),
+    )
+    token_secret = settings.stream_token_secret
+    run_service = RunService(
+        store,
+        bus,
+        workers,
+        catalog,
+        max_params_bytes=settings.max_params_bytes,
+        max_queued_per_key=settings.max_queued_runs_per_key or None,
+        max_queued_per_pipeline=settings.max_queued_runs_per_pipeline or None,
+    )
+    quotas = Quotas(
+        RateLimiter(settings.runs_per_minute or None),
+        StreamSlots(settings.max_streams_per_key or None),
+    )
+    services = Services(settings, store, bus, run_service, metrics, auth, quotas)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await store.start()
         try:
+            await auth.start(None if token_secret is None else token_secret.get_secret_value())
             await bus.start()  # before the workers, whose events it must deliver
         except BaseException:
             await store.close()
@@ -151,10 +181,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.services = services
+    install_scrubbing()
     install_problem_handlers(app)
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    for module in (pipelines, runs, streams, health):
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+    app.add_middleware(SecurityHeadersMiddleware)  # the outermost: on every answer
+    for module in (pipelines, runs, streams, stream_tokens, health):
         app.include_router(module.router)
     return app
 

@@ -7,14 +7,16 @@ workers, the demo pipelines, bound to 127.0.0.1.
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEFAULT_DATABASE_URL", "Settings", "SettingsError"]
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./stepline.db"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 MIB = 1024 * 1024
 
 
@@ -62,14 +64,80 @@ class Settings(BaseSettings):
         None, description="The Ray cluster to execute runs on; unset: start a local Ray."
     )
 
+    auth: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="When keys are required: auto = as soon as a key exists or the server "
+        "listens beyond loopback (see allow_open); on; off.",
+    )
+    allow_open: bool = Field(
+        False, description="Serve beyond loopback without keys: the deployment is open."
+    )
+    key_cache_seconds: float = Field(
+        10.0, ge=0, description="How long a verified key is trusted before it is checked again."
+    )
+    stream_token_secret: SecretStr | None = Field(
+        None,
+        description="Signs stream tokens; made once and kept in the database when not set.",
+    )
+    stream_token_seconds: float = Field(
+        300.0, gt=0, le=300, description="How long a stream token stays valid."
+    )
+    runs_per_minute: int = Field(
+        600, ge=0, description="Runs one key may create a minute (a burst of that many); 0: any."
+    )
+    max_streams_per_key: int = Field(
+        20, ge=0, description="Event streams one key may hold open at once; 0: any."
+    )
+    max_queued_runs_per_key: int = Field(
+        1000, ge=0, description="Queued runs one key may have; 0: any."
+    )
+    max_queued_runs_per_pipeline: int = Field(
+        0, ge=0, description="Queued runs one pipeline may have; 0: any."
+    )
+    max_params_bytes: int = Field(
+        64 * 1024, ge=1, description="Largest params document of a run, as JSON."
+    )
+    limit_concurrency: int = Field(
+        10_000,
+        ge=0,
+        description="Connections and requests stepline serve handles at once (open event "
+        "streams count) before it answers 503; keep it under the process's limit of open "
+        "files. 0: any.",
+    )
+    request_timeout_seconds: float = Field(
+        15.0,
+        gt=0,
+        description="How long stepline serve waits for a request's headers and body.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Origins (scheme://host[:port]) whose pages may call the API from a "
+        "browser (comma-separated); none by default.",
+    )
+
     @field_validator("ray_address", mode="before")
     @classmethod
     def _unset_if_empty(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("pipelines", mode="before")
+    @field_validator("pipelines", "cors_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _explicit_origins(cls, origins: list[str]) -> list[str]:
+        # A wildcard cannot go with credentials, and a pattern would let in more than meant.
+        checked = []
+        for origin in origins:
+            origin = origin.rstrip("/")
+            if not _ORIGIN.fullmatch(origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: CORS origins are listed one by one as "
+                    "scheme://host[:port] (no *, no path)"
+                )
+            checked.append(origin)
+        return checked

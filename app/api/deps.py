@@ -11,6 +11,8 @@ from fastapi import Depends, Request
 from app.metrics import Metrics
 from app.runs.bus import EventBus
 from app.runs.service import RunService
+from app.security.auth import Authenticator
+from app.security.quotas import Quotas
 from app.settings import Settings
 from app.store.base import Store
 
@@ -26,6 +28,8 @@ class Services:
     bus: EventBus
     runs: RunService
     metrics: Metrics
+    auth: Authenticator
+    quotas: Quotas
 
     loop: asyncio.AbstractEventLoop | None = None
 

@@ -25,6 +25,8 @@ log = logging.getLogger("stepline.api")
 
 _SLUGS = {
     400: "bad-request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not-found",
     405: "method-not-allowed",
     413: "payload-too-large",
@@ -67,6 +69,7 @@ def install_problem_handlers(app: FastAPI) -> None:
             instance=request.url.path,
             type_=exc.type,
             title=exc.title,
+            headers=exc.headers or None,
             **exc.extra,
         )
 

@@ -10,10 +10,13 @@ __all__ = ["PROBLEMS"]
 
 _DESCRIPTIONS = {
     400: "Bad request",
+    401: "No usable API key (WWW-Authenticate: Bearer)",
+    403: "The key lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict with the run's current status",
     413: "Request body too large",
     422: "Invalid request",
+    429: "A quota is exhausted (Retry-After says when to try again)",
     503: "Not ready",
 }
 

@@ -24,6 +24,7 @@ __all__ = [
     "RunPublic",
     "RunsPublic",
     "StepRunPublic",
+    "StreamTokenPublic",
 ]
 
 MAX_LABELS = 50
@@ -187,6 +188,15 @@ class LogsPublic(BaseModel):
 
     items: list[LogLinePublic]
     next_after: int | None = None
+
+
+class StreamTokenPublic(BaseModel):
+    """A token that opens one event stream once, as ``?token=``: for a browser's
+    ``EventSource``, which cannot send an ``Authorization`` header."""
+
+    token: str
+    expires_at: datetime
+    url: str = Field(description="The stream's path with the token: give it to EventSource.")
 
 
 class Problem(BaseModel):

@@ -11,7 +11,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from app.errors import InvalidParams, InvalidTransition, PipelineNotFound, Unavailable
+from app.errors import (
+    InvalidParams,
+    InvalidTransition,
+    PayloadTooLarge,
+    PipelineNotFound,
+    RunNotFound,
+    Unavailable,
+)
 from app.pipelines.catalog import Pipeline
 from app.runs.bus import EventBus
 from app.runs.executor import Executor
@@ -22,6 +29,7 @@ from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunR
 __all__ = ["RunService", "request_hash"]
 
 STEP_CACHE_SIZE = 1024
+OWNER_CACHE_SIZE = 65_536  # runs whose creating key is remembered, for filtering live events
 
 
 def request_hash(pipeline: str, params: Mapping[str, Any], labels: Mapping[str, str]) -> str:
@@ -39,10 +47,22 @@ class RunService:
     """Creates, reads and cancels runs; the routes call this and nothing else."""
 
     def __init__(
-        self, store: Store, bus: EventBus, workers: Executor, pipelines: dict[str, Pipeline]
+        self,
+        store: Store,
+        bus: EventBus,
+        workers: Executor,
+        pipelines: dict[str, Pipeline],
+        *,
+        max_params_bytes: int | None = None,
+        max_queued_per_key: int | None = None,
+        max_queued_per_pipeline: int | None = None,
     ) -> None:
         self.store, self.bus, self.workers, self.pipelines = store, bus, workers, pipelines
+        self.max_params_bytes = max_params_bytes
+        self.max_queued_per_key = max_queued_per_key
+        self.max_queued_per_pipeline = max_queued_per_pipeline
         self._step_cache: dict[tuple[str, bytes], tuple[NewStep, ...]] = {}
+        self._owners: dict[str, str | None] = {}
         self.accepting = True
 
     def pipeline(self, name: str) -> Pipeline:
@@ -57,11 +77,19 @@ class RunService:
         params: Mapping[str, Any],
         labels: Mapping[str, str],
         idempotency_key: str | None = None,
+        owner_key_id: str | None = None,
     ) -> tuple[RunRow, bool]:
-        """Validate and queue a run; return it and whether it was created now (not a repeat)."""
+        """Validate and queue a run for the API key ``owner_key_id`` (None when
+        authentication is off); return it and whether it was created now (not a repeat)."""
         if not self.accepting:
             raise Unavailable("the service is shutting down and takes no new runs; retry shortly")
         pipeline = self.pipeline(pipeline_name)
+        if self.max_params_bytes is not None:
+            size = len(to_json(params, fallback=str))
+            if size > self.max_params_bytes:
+                raise PayloadTooLarge(
+                    f"params take {size} bytes as JSON, more than {self.max_params_bytes}"
+                )
         try:
             model = pipeline.params_model.model_validate(dict(params))
         except ValidationError as exc:
@@ -79,10 +107,14 @@ class RunService:
             params=stored_params,
             labels=dict(labels),
             steps=steps,
-            idempotency_key=idempotency_key,
+            idempotency_key=_scoped(idempotency_key, owner_key_id),
             request_hash=request_hash(pipeline.name, params, labels) if idempotency_key else None,
+            owner_key_id=owner_key_id,
+            max_queued_per_key=self.max_queued_per_key,
+            max_queued_per_pipeline=self.max_queued_per_pipeline,
         )
         run, event = await self.store.create_run(new)
+        self._remember_owner(run.id, run.owner_key_id)
         if event is None:
             return run, False
         self.bus.publish(event)
@@ -106,15 +138,38 @@ class RunService:
             self._step_cache[key] = steps
         return steps
 
-    async def get(self, run_id: str) -> RunRow:
-        return await self.store.get_run(run_id)
+    async def get(self, run_id: str, owner: str | None = None) -> RunRow:
+        """The run; with ``owner``, only if that key created it. Another key's run is not
+        found, exactly as a run that does not exist."""
+        run = await self.store.get_run(run_id)
+        if owner is not None and run.owner_key_id != owner:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return run
+
+    async def owner_of(self, run_id: str) -> str | None:
+        """The key that created the run (None for none, or for a run that does not exist)."""
+        try:
+            return self._owners[run_id]
+        except KeyError:
+            pass
+        try:
+            owner = (await self.store.get_run(run_id)).owner_key_id
+        except RunNotFound:
+            return None
+        self._remember_owner(run_id, owner)
+        return owner
+
+    def _remember_owner(self, run_id: str, owner: str | None) -> None:
+        if len(self._owners) >= OWNER_CACHE_SIZE:
+            self._owners.pop(next(iter(self._owners)))
+        self._owners[run_id] = owner
 
     async def find(self, filters: RunFilter, cursor: str | None, limit: int) -> list[RunRow]:
         return await self.store.list_runs(filters, cursor, limit)
 
-    async def cancel(self, run_id: str, rollback: bool) -> RunRow:
+    async def cancel(self, run_id: str, rollback: bool, owner: str | None = None) -> RunRow:
         """Cancel a queued run at once, or ask a running one to stop (then roll back)."""
-        run = await self.store.get_run(run_id)
+        run = await self.get(run_id, owner)
         if run.status is RunStatus.queued:
             try:
                 await self._apply(
@@ -157,10 +212,20 @@ class RunService:
         self.bus.publish(event)
         return event
 
-    async def logs(self, run_id: str, step: str | None, after: int, limit: int) -> list[EventRow]:
-        await self.store.get_run(run_id)  # 404 for an unknown run
+    async def logs(
+        self, run_id: str, step: str | None, after: int, limit: int, owner: str | None = None
+    ) -> list[EventRow]:
+        await self.get(run_id, owner)  # 404 for an unknown run, or another key's
         return await self.store.run_logs(run_id, step, after, limit)
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _scoped(idempotency_key: str | None, owner_key_id: str | None) -> str | None:
+    # Each API key has idempotency keys of its own: another key's repeat must neither get
+    # this key's run nor learn that the key was used. Hashed, to fit the column.
+    if idempotency_key is None or owner_key_id is None:
+        return idempotency_key
+    return f"{owner_key_id}:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"

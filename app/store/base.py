@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow
+from app.store.records import ApiKeyRow, Change, EventRow, NewApiKey, NewRun, RunFilter, RunRow
 
 __all__ = ["Store"]
 
@@ -28,7 +28,8 @@ class Store(Protocol):
         """Store a queued run, its steps and its ``run.queued`` event.
 
         With an idempotency key already used for the same request, return the original run
-        and None; for another request, raise ``IdempotencyConflict``.
+        and None; for another request, raise ``IdempotencyConflict``. Otherwise raise
+        ``QueueFull`` if the run's key or pipeline has its most queued runs already.
         """
 
     async def apply(self, run_id: str, change: Change, epoch: int | None = None) -> EventRow:
@@ -85,8 +86,10 @@ class Store(Protocol):
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
-        """Every run's events with ``id > after_id``, in order, optionally filtered."""
+        """Every run's events with ``id > after_id``, in order, optionally filtered (by
+        pipeline, type, and the API key that created the run)."""
 
     async def last_event_id(self) -> int:
         """The id of the newest event of any run (0 when there is none)."""
@@ -98,6 +101,31 @@ class Store(Protocol):
 
     async def count_runs(self) -> dict[tuple[str, str], int]:
         """``{(pipeline, status): count}`` over all runs."""
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        """Store a new key; ``KeyNameTaken`` if its name (or id) is in use, revoked or not."""
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        """The key with this id, revoked or not; None if there is none."""
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        """Every key, revoked ones included, oldest first."""
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        """Revoke the key with this id (or else this name) and return it; a key revoked
+        before keeps its revocation time. None if there is no such key."""
+
+    async def has_api_keys(self) -> bool:
+        """Whether any key was ever created: revoked keys count, so that revoking the
+        last key does not turn authentication off."""
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        """The secret stored under ``name``; ``candidate`` is stored first if there is none
+        (of two replicas that start at once, both get the first one stored)."""
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        """Record a stream token as used: True the first time, False ever after (until
+        ``expires_at`` has passed, when it may be forgotten)."""
 
     async def check_ready(self) -> str | None:
         """None if the database answers and its schema is current, else what is wrong."""

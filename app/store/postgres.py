@@ -45,9 +45,19 @@ from sqlalchemy.pool import NullPool
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store import _postgres_security as security
 from app.store.claims import claimable, run_async
 from app.store.migrate import head_revision, upgrade_async
-from app.store.records import Change, EventRow, NewRun, RunFilter, RunRow, StepRow
+from app.store.records import (
+    ApiKeyRow,
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
@@ -77,7 +87,7 @@ _RUN_COLUMNS = (
     "id", "pipeline", "status", "params", "labels", "progress", "rollback_progress", "error",
     "result", "summary", "created_at", "started_at", "finished_at", "updated_at", "last_seq",
     "cancel_requested", "rollback_on_cancel", "owner", "lease_expires_at", "epoch",
-    "recovery_attempts", "checkpoint",
+    "recovery_attempts", "checkpoint", "owner_key_id",
 )  # fmt: skip
 _STEP_COLUMNS = (
     "index", "name", "weight", "can_rollback", "status", "progress", "attempts", "started_at",
@@ -345,12 +355,14 @@ class PostgresStore:
                         run_id=found["run_id"],
                     )
                 return await _read_run(conn, found["run_id"]), None
+        await security.check_queue(conn, run)
         now, run_id = _now(), new_run_id()
         await conn.execute(
             f"INSERT INTO runs ({', '.join(_RUN_COLUMNS)}) VALUES "
             "($1, $2, $3, $4, $5, 0.0, NULL, NULL, NULL, NULL, $6, NULL, NULL, $6, 1, false, "
-            "true, NULL, NULL, 0, 0, NULL)",
+            "true, NULL, NULL, 0, 0, NULL, $7)",
             run_id, run.pipeline, RunStatus.queued.value, run.params, run.labels, now,
+            run.owner_key_id,
         )  # fmt: skip
         if run.steps:
             await conn.execute(
@@ -384,7 +396,8 @@ class PostgresStore:
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
             labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
             summary=None, created_at=now, started_at=None, finished_at=None, updated_at=now,
-            last_seq=1, cancel_requested=False, rollback_on_cancel=True, steps=steps,
+            last_seq=1, cancel_requested=False, rollback_on_cancel=True,
+            owner_key_id=run.owner_key_id, steps=steps,
         )  # fmt: skip
         return created, event
 
@@ -504,6 +517,8 @@ class PostgresStore:
 
         if before is not None:
             condition("id < {}", before)
+        if filters.owner_key_id is not None:
+            condition("owner_key_id = {}", filters.owner_key_id)
         if filters.pipeline is not None:
             condition("pipeline = {}", filters.pipeline)
         if filters.status is not None:
@@ -537,9 +552,13 @@ class PostgresStore:
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
         where: list[str] = ["id > $1"]
         params: list[Any] = [after_id]
+        if owner_key_id is not None:
+            params.append(owner_key_id)
+            where.append(f"run_id IN (SELECT id FROM runs WHERE owner_key_id = ${len(params)})")
         if pipelines:
             params.append(list(pipelines))
             where.append(f"pipeline = ANY(${len(params)}::text[])")
@@ -588,6 +607,36 @@ class PostgresStore:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             records = await conn.fetch("SELECT pipeline, status, count(*) FROM runs GROUP BY 1, 2")
         return {(pipeline, status): count for pipeline, status, count in records}
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.create_key(conn, key, _now())
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.find_key(conn, key_id)
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.list_keys(conn)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.revoke_key(conn, id_or_name, _now())
+
+    async def has_api_keys(self) -> bool:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            return await security.has_keys(conn)
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.server_secret(conn, name, candidate, _now())
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn, conn.transaction():
+            return await security.use_token(conn, token_id, _utc(expires_at), _now())
 
     async def check_ready(self) -> str | None:
         try:

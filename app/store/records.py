@@ -12,7 +12,17 @@ from pydantic_core import to_json
 
 from app.states import RunStatus
 
-__all__ = ["Change", "EventRow", "NewRun", "NewStep", "RunFilter", "RunRow", "StepRow"]
+__all__ = [
+    "ApiKeyRow",
+    "Change",
+    "EventRow",
+    "NewApiKey",
+    "NewRun",
+    "NewStep",
+    "RunFilter",
+    "RunRow",
+    "StepRow",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +74,7 @@ class RunRow:
     epoch: int = 0
     recovery_attempts: int = 0
     checkpoint: dict[str, Any] | None = None
+    owner_key_id: str | None = None
     steps: tuple[StepRow, ...] = ()
 
 
@@ -105,7 +116,9 @@ class NewStep:
 
 @dataclass(frozen=True, slots=True)
 class NewRun:
-    """A run being created, with the idempotency key and request hash if any."""
+    """A run being created, with the idempotency key and request hash if any, the API key
+    that creates it, and the most runs that may be queued (of that key, of the pipeline)
+    for it to be accepted."""
 
     pipeline: str
     params: dict[str, Any]
@@ -113,6 +126,9 @@ class NewRun:
     steps: tuple[NewStep, ...]
     idempotency_key: str | None = None
     request_hash: str | None = None
+    owner_key_id: str | None = None
+    max_queued_per_key: int | None = None
+    max_queued_per_pipeline: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,3 +159,28 @@ class RunFilter:
     labels: Mapping[str, str] = field(default_factory=dict)
     created_after: datetime | None = None
     created_before: datetime | None = None
+    owner_key_id: str | None = None
+    """Only the runs this API key created (None: every run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewApiKey:
+    """An API key being created: its public id, name, scopes and the hash of its secret
+    (the secret itself is never stored)."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRow:
+    """An API key as stored; ``revoked_at`` is set once it has been revoked."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None = None

@@ -1,4 +1,4 @@
-"""The tables: runs, their steps, their event log, and idempotency keys."""
+"""The tables: runs, their steps, their event log, idempotency keys, and API keys."""
 
 from __future__ import annotations
 
@@ -24,7 +24,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-__all__ = ["events", "idempotency_keys", "json_document", "metadata", "runs", "step_runs"]
+__all__ = [
+    "api_keys",
+    "events",
+    "idempotency_keys",
+    "json_document",
+    "metadata",
+    "runs",
+    "server_secrets",
+    "step_runs",
+    "used_stream_tokens",
+]
 
 
 def json_document() -> JSON:
@@ -90,9 +100,16 @@ runs = Table(
     # A queued run's steps as [name, weight, can_rollback] (a store may write them here,
     # one column, rather than a row each); its step rows replace them when it is claimed.
     Column("planned_steps", json_document()),
+    # The API key that created the run (None when authentication was off): a key without
+    # the admin scope sees its own runs only.
+    Column("owner_key_id", String(32)),
     Index(None, "status", "id"),
     Index(None, "status", "lease_expires_at"),
     Index(None, "pipeline", "id"),
+    Index(None, "owner_key_id", "id"),
+    # Queued runs are counted per key and per pipeline, against their quotas.
+    Index(None, "status", "owner_key_id"),
+    Index(None, "status", "pipeline"),
 )
 
 step_runs = Table(
@@ -142,4 +159,33 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("run_id", String(26), ForeignKey("runs.id", ondelete="CASCADE"), nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Only a salted hash of each key's secret is stored; ``id`` is the key's public part.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("scopes", String(100), nullable=False),
+    Column("secret_hash", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime),
+)
+
+# Secrets the server makes for itself (the key that signs stream tokens), shared by replicas.
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("value", String(255), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Stream tokens are valid once: the id of each one used, until it would have expired anyway.
+used_stream_tokens = Table(
+    "used_stream_tokens",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("expires_at", UtcDateTime, nullable=False, index=True),
 )

@@ -28,9 +28,20 @@ from sqlalchemy.engine import make_url
 from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
+from app.store import _sqlite_security as security
 from app.store.claims import claimable, run_sync
 from app.store.migrate import head_revision, upgrade_sync
-from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
+from app.store.records import (
+    ApiKeyRow,
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    NewStep,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 from app.store.writer import GroupCommitWriter, connect
 
 __all__ = ["SqliteStore", "sqlite_path"]
@@ -40,7 +51,8 @@ READERS = 4
 _RUN_COLUMNS = (
     "id, pipeline, status, params, labels, progress, rollback_progress, error, result, "
     "summary, created_at, started_at, finished_at, updated_at, last_seq, cancel_requested, "
-    "rollback_on_cancel, owner, lease_expires_at, epoch, recovery_attempts, checkpoint"
+    "rollback_on_cancel, owner, lease_expires_at, epoch, recovery_attempts, checkpoint, "
+    "owner_key_id"
 )
 _STEP_COLUMNS = (
     'run_id, "index", name, weight, can_rollback, status, progress, attempts, started_at, '
@@ -264,6 +276,7 @@ class SqliteStore:
                         run_id=found[0],
                     )
                 return _read_run(conn, found[0]), None
+        security.check_queue(conn, run)
         now, run_id = _now(), new_run_id()
         stamp = _time_text(now)
         # The steps go in one column, not a row each: a queued run's steps are all pending,
@@ -272,9 +285,9 @@ class SqliteStore:
         conn.execute(
             f"INSERT INTO runs ({_RUN_COLUMNS}, planned_steps) VALUES "
             "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
-            "NULL, NULL, 0, 0, NULL, ?)",
+            "NULL, NULL, 0, 0, NULL, ?, ?)",
             (run_id, run.pipeline, _QUEUED, json_dumps(run.params),
-             json_dumps(run.labels), stamp, stamp, plan),
+             json_dumps(run.labels), stamp, stamp, run.owner_key_id, plan),
         )  # fmt: skip
         steps = _planned_steps(plan)
         data = {"status": _QUEUED, "progress": 0.0}
@@ -289,7 +302,8 @@ class SqliteStore:
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
             labels=run.labels, progress=0.0, rollback_progress=None, error=None, result=None,
             summary=None, created_at=now, started_at=None, finished_at=None, updated_at=now,
-            last_seq=1, cancel_requested=False, rollback_on_cancel=True, steps=steps,
+            last_seq=1, cancel_requested=False, rollback_on_cancel=True,
+            owner_key_id=run.owner_key_id, steps=steps,
         )  # fmt: skip
         return created, event
 
@@ -408,6 +422,9 @@ class SqliteStore:
         if before is not None:
             where.append("id < ?")
             params.append(before)
+        if filters.owner_key_id is not None:
+            where.append("owner_key_id = ?")
+            params.append(filters.owner_key_id)
         if filters.pipeline is not None:
             where.append("pipeline = ?")
             params.append(filters.pipeline)
@@ -472,9 +489,13 @@ class SqliteStore:
         limit: int,
         pipelines: Sequence[str] = (),
         types: Sequence[str] = (),
+        owner_key_id: str | None = None,
     ) -> list[EventRow]:
         where: list[str] = ["id > ?"]
         params: list[Any] = [after_id]
+        if owner_key_id is not None:
+            where.append("run_id IN (SELECT id FROM runs WHERE owner_key_id = ?)")
+            params.append(owner_key_id)
         if pipelines:
             where.append(f"pipeline IN ({', '.join('?' * len(pipelines))})")
             params.extend(pipelines)
@@ -517,6 +538,37 @@ class SqliteStore:
             return {(p, s): n for p, s, n in rows}
 
         return await self._read(query)
+
+    # -- API keys ------------------------------------------------------------------------
+
+    async def create_api_key(self, key: NewApiKey) -> ApiKeyRow:
+        now = _now()
+        return await self.writer.submit(lambda conn: security.create_key(conn, key, now))
+
+    async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
+        return await self._read(lambda conn: security.find_key(conn, key_id))
+
+    async def list_api_keys(self) -> list[ApiKeyRow]:
+        return await self._read(security.list_keys)
+
+    async def revoke_api_key(self, id_or_name: str) -> ApiKeyRow | None:
+        now = _now()
+        return await self.writer.submit(lambda conn: security.revoke_key(conn, id_or_name, now))
+
+    async def has_api_keys(self) -> bool:
+        return await self._read(security.has_keys)
+
+    async def server_secret(self, name: str, candidate: str) -> str:
+        now = _now()
+        return await self.writer.submit(
+            lambda conn: security.server_secret(conn, name, candidate, now)
+        )
+
+    async def use_stream_token(self, token_id: str, expires_at: datetime) -> bool:
+        now = _now()
+        return await self.writer.submit(
+            lambda conn: security.use_token(conn, token_id, expires_at, now)
+        )
 
     async def check_ready(self) -> str | None:
         def probe() -> str | None:

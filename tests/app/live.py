@@ -52,21 +52,27 @@ class ServerThread(uvicorn.Server):
 
 
 @asynccontextmanager
-async def serve(app: ASGIApp, *, within: float = STARTUP_SECONDS) -> AsyncIterator[str]:
-    """Serve ``app`` on 127.0.0.1 at a free port and yield its base URL.
+async def serve(
+    app: ASGIApp, *, within: float = STARTUP_SECONDS, **options: Any
+) -> AsyncIterator[str]:
+    """Serve ``app`` on 127.0.0.1 at a free port and yield its base URL; ``options`` are
+    more ``uvicorn.Config`` arguments.
 
     uvicorn runs the app's lifespan. Raises ``RuntimeError`` if the server is not listening
     within ``within`` seconds or has not stopped ``SHUTDOWN_SECONDS`` after the block ends.
     """
     config = uvicorn.Config(
         app,
-        host="127.0.0.1",
-        port=0,
-        loop="asyncio",
-        ws="none",
-        lifespan="on",
-        log_level="warning",
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        **{
+            "host": "127.0.0.1",
+            "port": 0,
+            "loop": "asyncio",
+            "ws": "none",
+            "lifespan": "on",
+            "log_level": "warning",
+            "timeout_graceful_shutdown": GRACEFUL_SHUTDOWN_SECONDS,
+            **options,
+        },
     )
     server = ServerThread(config)
     thread = threading.Thread(target=server.run_in_thread, name="live-uvicorn", daemon=True)

@@ -26,6 +26,8 @@ OPERATION_IDS = {
     ("get", "/runs/{run_id}/logs"): "get_run_logs",
     ("get", "/runs/{run_id}/events"): "stream_run_events",
     ("get", "/events"): "stream_events",
+    ("post", "/runs/{run_id}/stream-token"): "create_run_stream_token",
+    ("post", "/events/stream-token"): "create_events_stream_token",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",

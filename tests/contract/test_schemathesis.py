@@ -4,7 +4,9 @@ Every operation but the two SSE streams (which never end) gets generated request
 invalid ones, sent through schemathesis' ASGI transport to an app on a fresh SQLite file.
 Path parameters are generated, and also pointed at runs and pipelines that exist (a run
 that succeeded, one that failed and rolled back, one held at a step, one queued behind it),
-so that requests get past the 404.
+so that requests get past the 404. It all runs twice: with authentication off, and with it
+on and every request sending a key with the ``read`` and ``run`` scopes (not ``admin``), so
+that ownership and scopes are exercised too.
 
 ``schemathesis.pytest.from_fixture`` cannot be used here: schemathesis 4.32.5 reads
 ``request.node._nodeid``, which pytest 9.2 no longer has (AttributeError). So each operation
@@ -13,6 +15,7 @@ is a parametrized test that draws cases from ``operation.as_strategy()`` under `
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from schemathesis.python import asgi
 from app.main import create_app
 from app.settings import Settings
 from app.states import TERMINAL
+from tests.app.keys import bearer, stored_keys
 from tests.app.pipelines import GATES
 
 PROBLEM = "application/problem+json"
@@ -45,6 +49,8 @@ OPERATIONS = (
     "get_run",
     "cancel_run",
     "get_run_logs",
+    "create_run_stream_token",
+    "create_events_stream_token",
     "healthz",
     "readyz",
     "metrics",
@@ -65,6 +71,8 @@ class Api:
     app: FastAPI
     schema: schemathesis.BaseSchema
     gate: str
+    headers: dict[str, str] = field(default_factory=dict)
+    admin_headers: dict[str, str] = field(default_factory=dict)
     path_parameters: tuple[dict[str, str], ...] = ()
     runs: list[str] = field(default_factory=list)
 
@@ -73,6 +81,7 @@ class Api:
         after the run's final event), so that no run is in flight when the test ends."""
         GATES.open(self.gate)
         with asgi.get_client(self.app, max_stream_events=MAX_STREAM_EVENTS) as client:
+            client.headers.update(self.admin_headers)
             for run_id in self.runs:
                 stream = client.get(f"/runs/{run_id}/events", timeout=WAIT)
                 assert stream.status_code == 200, stream.text
@@ -80,17 +89,33 @@ class Api:
                 assert status in TERMINAL, (run_id, status)
 
 
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
+@pytest.fixture(params=["open", "key"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Api]:
     """An app on a fresh SQLite file with one worker, and runs in it: one succeeded, one
-    failed and rolled back, one held at a gate, one queued behind it.
+    failed and rolled back, one held at a gate, one queued behind it; with ``key``,
+    authentication is on and every request sends a ``read`` and ``run`` key.
 
     Schemathesis enters the app's lifespan when it loads the schema, and its pytest plugin
     ends every ASGI lifespan when a test ends; so one app per test, settled by the test.
     """
+    url = f"sqlite+aiosqlite:///{tmp_path / 'stepline.db'}"
+    headers: dict[str, str] = {}
+    admin: dict[str, str] = {}
+    if request.param == "key":
+        # A key for the fuzzed requests, another key whose run they must not reach, and an
+        # admin key to settle every run at the end.
+        mine, other, root = asyncio.run(
+            stored_keys(
+                url,
+                ("contract", ("read", "run")),
+                ("other", ("read", "run")),
+                ("admin", ("admin",)),
+            )
+        )
+        headers, admin = bearer(mine), bearer(root)
     app = create_app(
         Settings(
-            database_url=f"sqlite+aiosqlite:///{tmp_path / 'stepline.db'}",
+            database_url=url,
             pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
             demo_pipelines=False,
             entry_points=False,
@@ -98,10 +123,16 @@ def api(tmp_path: Path) -> Iterator[Api]:
             poll_seconds=0.05,
         )
     )
-    api = Api(app, schemathesis.openapi.from_asgi("/openapi.json", app), uuid.uuid4().hex)
+    api = Api(
+        app, schemathesis.openapi.from_asgi("/openapi.json", app), uuid.uuid4().hex, headers, admin
+    )
     held = {"pipeline": "controlled", "params": {"gate_at": "b", "gate": api.gate}}
     try:
         with asgi.get_client(app) as client:
+            client.headers.update(headers)
+            if request.param == "key":
+                others = client.post("/runs", json=RUN_BODIES[0], headers=bearer(other))
+                api.runs.append(others.json()["id"])
             # One worker runs them in order: the held run reaches its gate only after the
             # first three have finished, and the last stays queued behind it.
             for body in (*RUN_BODIES, held):
@@ -155,12 +186,15 @@ def test_every_operation_but_the_streams_is_fuzzed(api: Api) -> None:
 
 @pytest.mark.parametrize("operation_id", OPERATIONS)
 def test_no_server_error_and_every_error_is_a_problem(api: Api, operation_id: str) -> None:
+    statuses: set[int] = set()
+
     @given(case=_cases(api, operation_id))
     @settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None)
     def check(case: schemathesis.Case) -> None:
         # The ASGI client re-raises an exception that the app turned into a 500.
-        response = case.call()
+        response = case.call(headers=api.headers)
         _assert_no_server_error_and_problem_details(case, response)
+        statuses.add(response.status_code)
         if operation_id == "create_run" and response.status_code == 202:
             api.runs.append(response.json()["id"])
 
@@ -168,6 +202,11 @@ def test_no_server_error_and_every_error_is_a_problem(api: Api, operation_id: st
         check()
     finally:
         api.settle()
+    # The key is sent and accepted (a generated case may bring credentials of its own): the
+    # requests get past authentication, but not to metrics, which needs admin.
+    assert statuses - {401}, statuses
+    if api.headers and operation_id == "metrics":
+        assert statuses <= {401, 403}
 
 
 def test_logs_after_beyond_sqlite_integers_is_a_422(api: Api) -> None:
@@ -178,7 +217,7 @@ def test_logs_after_beyond_sqlite_integers_is_a_422(api: Api) -> None:
     case = operation.Case(path_parameters={"run_id": run_id}, query={"after": 2**63})
 
     try:
-        response = case.call()
+        response = case.call(headers=api.headers)
     finally:
         api.settle()
 

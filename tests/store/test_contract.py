@@ -15,11 +15,27 @@ from typing import Any
 import pytest
 from pydantic_core import to_json
 
-from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNotFound
+from app.errors import (
+    IdempotencyConflict,
+    InvalidTransition,
+    KeyNameTaken,
+    LeaseLost,
+    QueueFull,
+    RunNotFound,
+)
 from app.states import RunStatus
 from app.store.base import Store
 from app.store.migrate import head_revision
-from app.store.records import Change, EventRow, NewRun, NewStep, RunFilter, RunRow, StepRow
+from app.store.records import (
+    Change,
+    EventRow,
+    NewApiKey,
+    NewRun,
+    NewStep,
+    RunFilter,
+    RunRow,
+    StepRow,
+)
 from tests.databases import execute
 
 pytestmark = pytest.mark.anyio
@@ -733,3 +749,219 @@ async def test_runs_are_counted_by_pipeline_and_status(store: Store) -> None:
         ("p", "queued"): 1,
         ("q", "queued"): 1,
     }
+
+
+# -- API keys --------------------------------------------------------------------------------
+
+
+def new_key(key_id: str, name: str, scopes: tuple[str, ...] = ("read",)) -> NewApiKey:
+    return NewApiKey(key_id, name, scopes, f"scrypt$hash-of-{key_id}")
+
+
+async def test_api_keys_are_stored_listed_and_found_by_id(store: Store) -> None:
+    assert await store.has_api_keys() is False
+    assert await store.list_api_keys() == []
+
+    first = await store.create_api_key(new_key("0123456789ab", "ci", ("read", "run")))
+    second = await store.create_api_key(new_key("ba9876543210", "dashboard"))
+
+    assert await store.has_api_keys() is True
+    assert await store.list_api_keys() == [first, second]
+    found = await store.get_api_key("0123456789ab")
+    assert found == first
+    assert found is not None
+    assert (found.id, found.name, found.scopes) == ("0123456789ab", "ci", ("read", "run"))
+    assert found.secret_hash == "scrypt$hash-of-0123456789ab"
+    assert found.revoked_at is None
+    assert_utc(found.created_at, optional=False)
+    assert await store.get_api_key("ffffffffffff") is None
+
+
+async def test_a_key_name_or_id_cannot_be_taken_twice(store: Store) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ci"))
+
+    with pytest.raises(KeyNameTaken):
+        await store.create_api_key(new_key("0123456789ac", "ci"))
+    with pytest.raises(KeyNameTaken):
+        await store.create_api_key(new_key("0123456789ab", "other"))
+    assert [k.name for k in await store.list_api_keys()] == ["ci"]
+
+
+async def test_revoking_a_key_by_id_or_name_keeps_its_row_and_first_revocation(
+    store: Store,
+) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ci"))
+    await store.create_api_key(new_key("ba9876543210", "dashboard"))
+
+    by_name = await store.revoke_api_key("ci")
+    by_id = await store.revoke_api_key("ba9876543210")
+    again = await store.revoke_api_key("0123456789ab")
+
+    assert by_name is not None
+    assert by_id is not None
+    assert again is not None
+    assert_utc(by_name.revoked_at, optional=False)
+    assert_utc(by_id.revoked_at, optional=False)
+    assert again.revoked_at == by_name.revoked_at
+    assert await store.get_api_key("0123456789ab") == by_name
+    assert await store.has_api_keys() is True  # revoked keys count
+    assert [k.revoked_at is not None for k in await store.list_api_keys()] == [True, True]
+    assert await store.revoke_api_key("nobody") is None
+    with pytest.raises(KeyNameTaken):  # a revoked key's name stays taken
+        await store.create_api_key(new_key("0123456789ff", "ci"))
+
+
+async def test_an_id_wins_over_a_name_that_looks_like_it(store: Store) -> None:
+    await store.create_api_key(new_key("0123456789ab", "ba9876543210"))
+    await store.create_api_key(new_key("ba9876543210", "other"))
+
+    revoked = await store.revoke_api_key("ba9876543210")
+
+    assert revoked is not None
+    assert revoked.name == "other"
+
+
+# -- runs' owners ----------------------------------------------------------------------------
+
+
+def owned(owner: str | None, pipeline: str = "p") -> NewRun:
+    return NewRun(pipeline, {"n": 1}, {}, STEPS, owner_key_id=owner)
+
+
+async def test_a_run_keeps_the_key_that_created_it(store: Store) -> None:
+    created, _event = await store.create_run(owned("0123456789ab"))
+    anonymous, _event = await store.create_run(owned(None))
+
+    assert created.owner_key_id == "0123456789ab"
+    assert (await store.get_run(created.id)).owner_key_id == "0123456789ab"
+    assert anonymous.owner_key_id is None
+    assert (await store.get_run(anonymous.id)).owner_key_id is None
+    claimed = {run.id: run for run, _event in await store.claim_queued(2, "worker", LEASE)}
+    assert claimed[created.id].owner_key_id == "0123456789ab"
+    assert claimed[anonymous.id].owner_key_id is None
+
+
+async def test_lists_filter_by_owner_before_paging(store: Store) -> None:
+    owners = ["a", "b", None, "a", "b", "a", None, "a"]
+    runs = [(await store.create_run(owned(o)))[0] for o in owners]
+    mine = [r.id for r in reversed(runs) if r.owner_key_id == "a"]
+
+    first = await store.list_runs(RunFilter(owner_key_id="a"), None, 2)
+    second = await store.list_runs(RunFilter(owner_key_id="a"), first[-1].id, 2)
+    third = await store.list_runs(RunFilter(owner_key_id="a"), second[-1].id, 2)
+
+    assert [r.id for r in first + second] == mine
+    assert third == []
+    assert len(await store.list_runs(RunFilter(), None, 100)) == len(owners)
+    assert await store.list_runs(RunFilter(owner_key_id="c"), None, 100) == []
+
+
+async def test_all_events_filter_by_owner_in_the_query(store: Store) -> None:
+    a, _event = await store.create_run(owned("a"))
+    await store.create_run(owned("b"))
+    await store.create_run(owned(None, "q"))
+    a2, _event = await store.create_run(owned("a", "q"))
+
+    everything = await store.all_events(0, 100)
+    mine = await store.all_events(0, 100, owner_key_id="a")
+    paged = await store.all_events(mine[0].id, 1, owner_key_id="a")
+
+    assert len(everything) == 4
+    assert [e.run_id for e in mine] == [a.id, a2.id]
+    assert paged == mine[1:]
+    assert await store.all_events(0, 100, pipelines=["q"], owner_key_id="a") == mine[1:]
+    assert await store.all_events(0, 100, owner_key_id="nobody") == []
+
+
+# -- server secrets and stream tokens --------------------------------------------------------
+
+
+async def test_a_server_secret_is_made_once_and_kept(store: Store) -> None:
+    first = await store.server_secret("signing", "one")
+    second = await store.server_secret("signing", "two")
+    other = await store.server_secret("other", "three")
+
+    assert (first, second, other) == ("one", "one", "three")
+
+
+async def test_concurrent_first_starts_agree_on_one_secret(store: Store) -> None:
+    secrets = await asyncio.gather(*(store.server_secret("s", f"c{i}") for i in range(8)))
+
+    assert len(set(secrets)) == 1
+
+
+async def test_a_stream_token_is_used_once(store: Store) -> None:
+    later = datetime.now(UTC) + timedelta(minutes=5)
+
+    assert await store.use_stream_token("t1", later) is True
+    assert await store.use_stream_token("t1", later) is False
+    assert await store.use_stream_token("t2", later) is True
+    results = await asyncio.gather(*(store.use_stream_token("t3", later) for _ in range(8)))
+    assert sorted(results) == [False] * 7 + [True]
+
+
+async def test_used_tokens_are_forgotten_once_expired(store: Store, url: str) -> None:
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    await store.use_stream_token("old", past)
+
+    await store.use_stream_token("new", later)
+
+    assert [row[0] for row in execute(url, "SELECT id FROM used_stream_tokens")] == ["new"]
+
+
+# -- queue quotas ----------------------------------------------------------------------------
+
+
+def limited(owner: str | None, pipeline: str = "p", *, per_key: int | None = None,
+            per_pipeline: int | None = None, key: str | None = None) -> NewRun:  # fmt: skip
+    return NewRun(
+        pipeline, {"n": 1}, {}, STEPS, key, "h" if key else None, owner,
+        max_queued_per_key=per_key, max_queued_per_pipeline=per_pipeline,
+    )  # fmt: skip
+
+
+async def dequeue_oldest(store: Store, filters: RunFilter) -> None:
+    """Take the oldest queued run matching ``filters`` out of the queue."""
+    queued = await store.list_runs(filters, None, 100)
+    oldest = queued[-1]
+    await store.apply(oldest.id, Change("run.cancelled", run={"status": RunStatus.cancelled}))
+
+
+async def test_a_key_may_queue_up_to_its_limit(store: Store) -> None:
+    for _ in range(3):
+        await store.create_run(limited("a", per_key=3))
+    await store.create_run(limited("b", per_key=3))  # another key's queue
+    await store.create_run(limited(None, per_key=3))  # no key, no per-key limit
+
+    with pytest.raises(QueueFull) as refused:
+        await store.create_run(limited("a", per_key=3))
+
+    assert refused.value.status == 429
+    assert refused.value.headers["Retry-After"].isdigit()
+    assert len(await store.list_runs(RunFilter(owner_key_id="a"), None, 100)) == 3
+    await dequeue_oldest(store, RunFilter(owner_key_id="a"))
+    await store.create_run(limited("a", per_key=3))  # only queued runs count
+
+
+async def test_a_pipeline_may_queue_up_to_its_limit(store: Store) -> None:
+    await store.create_run(limited("a", per_pipeline=2))
+    await store.create_run(limited("b", per_pipeline=2))
+    await store.create_run(limited("b", "q", per_pipeline=2))
+
+    with pytest.raises(QueueFull, match="pipeline 'p'"):
+        await store.create_run(limited(None, per_pipeline=2))
+    await dequeue_oldest(store, RunFilter(pipeline="p"))
+    await store.create_run(limited(None, per_pipeline=2))
+
+
+async def test_a_repeat_with_an_idempotency_key_is_answered_even_when_the_queue_is_full(
+    store: Store,
+) -> None:
+    first, _event = await store.create_run(limited("a", per_key=1, key="k"))
+
+    again, event = await store.create_run(limited("a", per_key=1, key="k"))
+
+    assert (again.id, event) == (first.id, None)
+    with pytest.raises(QueueFull):
+        await store.create_run(limited("a", per_key=1, key="other"))

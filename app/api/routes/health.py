@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.auth import AdminKey
 from app.api.deps import ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.errors import Unavailable
@@ -31,9 +32,12 @@ async def readyz(services: ServicesDep) -> dict[str, str]:
     "/metrics",
     name="metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+        **PROBLEMS(401, 403),
+    },
 )
-async def metrics(services: ServicesDep) -> Response:
-    """Prometheus metrics."""
+async def metrics(services: ServicesDep, _key: AdminKey) -> Response:
+    """Prometheus metrics (an ``admin`` key, once authentication is on)."""
     text = await services.metrics.render(services.store, services.runs.workers.busy)
     return Response(text, media_type=CONTENT_TYPE_LATEST)

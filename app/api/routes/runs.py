@@ -10,11 +10,13 @@ from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.routing import APIRoute
 from pydantic import ValidationError
 
+from app.api.auth import ReadKey, RunKey, authenticate
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.schemas import CancelRequest, LogsPublic, RunCreate, RunPublic, RunsPublic
 from app.api.views import log_line, run_json, run_public
 from app.errors import BadRequest
+from app.security.keys import Principal
 from app.states import RunStatus
 from app.store.records import RunFilter
 
@@ -34,13 +36,15 @@ class _CreateRunRoute(APIRoute):
         declared = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            response = await _create_fast(request)
+            # Before the body is looked at, on both paths: no key, no answer about the body.
+            principal = await authenticate(request, "run")
+            response = await _create_fast(request, principal)
             return response if response is not None else await declared(request)
 
         return handler
 
 
-async def _create_fast(request: Request) -> Response | None:
+async def _create_fast(request: Request, principal: Principal) -> Response | None:
     if request.headers.get("content-type") != "application/json":
         return None
     key = request.headers.get("idempotency-key")
@@ -50,12 +54,16 @@ async def _create_fast(request: Request) -> Response | None:
         body = RunCreate.model_validate_json(await request.body())
     except ValidationError:
         return None
-    return await _create(request.app.state.services, body, key)
+    return await _create(request.app.state.services, body, key, principal)
 
 
-async def _create(services: Services, body: RunCreate, idempotency_key: str | None) -> Response:
+async def _create(
+    services: Services, body: RunCreate, idempotency_key: str | None, principal: Principal
+) -> Response:
+    if principal.key_id is not None:
+        services.quotas.runs.take(principal.key_id)
     run, created = await services.runs.create(
-        body.pipeline, body.params, body.labels, idempotency_key
+        body.pipeline, body.params, body.labels, idempotency_key, principal.key_id
     )
     # Written directly, not through response_model: this is the hot path of the API.
     return Response(
@@ -69,13 +77,15 @@ async def _create(services: Services, body: RunCreate, idempotency_key: str | No
 async def create_run(
     body: RunCreate,
     services: ServicesDep,
+    principal: RunKey,
     idempotency_key: Annotated[
         str | None, Header(max_length=IDEMPOTENCY_KEY_LENGTH, min_length=1)
     ] = None,
 ) -> Response:
     """Queue a run; 202 with ``Location``. A repeat with the same ``Idempotency-Key`` and
-    body returns the original run with 200; the same key with another body is a 409."""
-    return await _create(services, body, idempotency_key)
+    body returns the original run with 200; the same key with another body is a 409.
+    Idempotency keys are per API key."""
+    return await _create(services, body, idempotency_key, principal)
 
 
 router.add_api_route(
@@ -87,15 +97,18 @@ router.add_api_route(
     response_model=RunPublic,
     responses={
         200: {"model": RunPublic, "description": "A repeat of an earlier request (same key)"},
-        **PROBLEMS(404, 409, 413, 422),
+        **PROBLEMS(401, 403, 404, 409, 413, 422, 429),
     },
     route_class_override=_CreateRunRoute,
 )
 
 
-@router.get("/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 422))
+@router.get(
+    "/runs", name="list_runs", response_model=RunsPublic, responses=PROBLEMS(400, 401, 403, 422)
+)
 async def list_runs(
     services: ServicesDep,
+    principal: ReadKey,
     pipeline: str | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     label: Annotated[
@@ -106,7 +119,8 @@ async def list_runs(
     cursor: Annotated[str | None, Query(max_length=26)] = None,
     limit: Annotated[int | None, Query(ge=1)] = None,
 ) -> RunsPublic:
-    """Runs, newest first, filtered; ``limit`` is capped by the server's page size."""
+    """Runs, newest first, filtered; ``limit`` is capped by the server's page size. A key
+    without the ``admin`` scope sees the runs it created only."""
     settings = services.settings
     size = min(limit or settings.page_size_default, settings.page_size_max)
     labels: dict[str, str] = {}
@@ -115,17 +129,21 @@ async def list_runs(
         if not sep or not key:
             raise BadRequest(f"label filter {item!r} must look like key:value")
         labels[key] = value
-    filters = RunFilter(pipeline, run_status, labels, created_after, created_before)
+    filters = RunFilter(
+        pipeline, run_status, labels, created_after, created_before, principal.owner_filter
+    )
     rows = await services.runs.find(filters, cursor, size + 1)
     next_cursor = rows[size - 1].id if len(rows) > size else None
     return RunsPublic(items=[run_public(r) for r in rows[:size]], next_cursor=next_cursor)
 
 
-@router.get("/runs/{run_id}", name="get_run", response_model=RunPublic, responses=PROBLEMS(404))
-async def get_run(run_id: str, services: ServicesDep) -> RunPublic:
+@router.get(
+    "/runs/{run_id}", name="get_run", response_model=RunPublic, responses=PROBLEMS(401, 403, 404)
+)
+async def get_run(run_id: str, services: ServicesDep, principal: ReadKey) -> RunPublic:
     """A run: overall progress, status, timings, error, result, and every step with its
     execution and rollback status."""
-    return run_public(await services.runs.get(run_id))
+    return run_public(await services.runs.get(run_id, principal.owner_filter))
 
 
 @router.post(
@@ -133,25 +151,30 @@ async def get_run(run_id: str, services: ServicesDep) -> RunPublic:
     name="cancel_run",
     response_model=RunPublic,
     status_code=status.HTTP_202_ACCEPTED,
-    responses=PROBLEMS(404, 409, 422),
+    responses=PROBLEMS(401, 403, 404, 409, 422),
 )
 async def cancel_run(
     run_id: str,
     services: ServicesDep,
+    principal: RunKey,
     body: Annotated[CancelRequest | None, Body()] = None,
 ) -> RunPublic:
     """Cancel a run: a queued run at once; a running one cooperatively, then its completed
     steps roll back (unless ``rollback`` is false). 409 if the run has already finished."""
     rollback = body.rollback if body is not None else True
-    return run_public(await services.runs.cancel(run_id, rollback))
+    return run_public(await services.runs.cancel(run_id, rollback, principal.owner_filter))
 
 
 @router.get(
-    "/runs/{run_id}/logs", name="get_run_logs", response_model=LogsPublic, responses=PROBLEMS(404)
+    "/runs/{run_id}/logs",
+    name="get_run_logs",
+    response_model=LogsPublic,
+    responses=PROBLEMS(401, 403, 404),
 )
 async def get_run_logs(
     run_id: str,
     services: ServicesDep,
+    principal: ReadKey,
     step: str | None = None,
     after: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
     limit: Annotated[int | None, Query(ge=1)] = None,
@@ -159,6 +182,6 @@ async def get_run_logs(
     """Lines the run's steps wrote through their context, oldest first."""
     settings = services.settings
     size = min(limit or settings.page_size_default, settings.page_size_max)
-    rows = await services.runs.logs(run_id, step, after, size + 1)
+    rows = await services.runs.logs(run_id, step, after, size + 1, principal.owner_filter)
     next_after = rows[size - 1].seq if len(rows) > size else None
     return LogsPublic(items=[log_line(r) for r in rows[:size]], next_after=next_after)

@@ -10,16 +10,19 @@ what it missed.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.types import Receive, Scope, Send
 
+from app.api.auth import StreamKey
 from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.views import run_json
 from app.errors import BadRequest
+from app.security.keys import Principal
 from app.states import TERMINAL
 from app.store.records import EventRow
 
@@ -60,8 +63,27 @@ def _closing(last_event_id: int) -> ServerSentEvent:
     return ServerSentEvent(data, event="stream.closing")
 
 
-def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> EventSourceResponse:
+class _HeldStream(EventSourceResponse):
+    """A stream that gives its key's slot back when it ends, however it ends."""
+
+    def __init__(self, *args: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+def _stream(
+    services: Services, principal: Principal, stream: AsyncIterator[ServerSentEvent]
+) -> EventSourceResponse:
     settings = services.settings
+    slots, key = services.quotas.streams, principal.key_id
+    if key is not None:
+        slots.acquire(key)  # 429 when the key holds its most streams
 
     async def counted() -> AsyncIterator[ServerSentEvent]:
         services.metrics.sse_streams.inc()
@@ -71,11 +93,12 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
         finally:
             services.metrics.sse_streams.dec()
 
-    return EventSourceResponse(
+    return _HeldStream(
         counted(),
         ping=settings.sse_ping_seconds,
         send_timeout=settings.sse_send_timeout_seconds,
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        release=(lambda: slots.release(key)) if key is not None else (lambda: None),
     )
 
 
@@ -84,11 +107,12 @@ def _stream(services: Services, stream: AsyncIterator[ServerSentEvent]) -> Event
     name="stream_run_events",
     response_class=EventSourceResponse,
     responses={**SSE_RESPONSE, 204: {"description": "The run ended before this position"},
-               **PROBLEMS(400, 404)},
+               **PROBLEMS(400, 401, 403, 404, 429)},
 )  # fmt: skip
 async def stream_run_events(
     run_id: str,
     services: ServicesDep,
+    principal: StreamKey,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
@@ -96,14 +120,14 @@ async def stream_run_events(
     event. With ``Last-Event-ID``, exactly the missed events; 204 once the run has ended
     before that position, which stops a browser's ``EventSource`` from reconnecting."""
     position = _position(last_event_id)
-    run = await services.runs.get(run_id)  # 404 before the stream starts
+    run = await services.runs.get(run_id, principal.owner_filter)  # 404 before the stream
     if position is not None and run.status in TERMINAL and position >= run.last_seq:
         return Response(status_code=204)
     if position is not None and position > run.last_seq:
         # No client can have seen an event that does not exist yet: refuse it rather than
         # wait for events the stream would then skip as already sent.
         raise BadRequest(f"Last-Event-ID {position} is past this run's last event ({run.last_seq})")
-    return _stream(services, _run_events(services, run_id, position))
+    return _stream(services, principal, _run_events(services, run_id, position))
 
 
 async def _run_events(
@@ -157,10 +181,11 @@ async def _run_events(
     "/events",
     name="stream_events",
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **PROBLEMS(400)},
+    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403, 429)},
 )
 async def stream_events(
     services: ServicesDep,
+    principal: StreamKey,
     pipeline: Annotated[list[str] | None, Query(description="Only these pipelines")] = None,
     type: Annotated[  # the query parameter's public name
         list[str] | None, Query(description="Only these event types, e.g. run.failed")
@@ -168,21 +193,31 @@ async def stream_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Every run's events as they happen, for dashboards; ``id:`` is the global event id,
-    so ``Last-Event-ID`` resumes here too. Never ends on its own."""
+    so ``Last-Event-ID`` resumes here too. Never ends on its own. A key without the
+    ``admin`` scope gets the events of the runs it created only."""
     position = _position(last_event_id)
     pipelines = [p for item in pipeline or [] for p in item.split(",") if p]
     types = [t for item in type or [] for t in item.split(",") if t]
-    return _stream(services, _all_events(services, position, pipelines, types))
+    owner = principal.owner_filter
+    return _stream(services, principal, _all_events(services, position, pipelines, types, owner))
 
 
 async def _all_events(
-    services: Services, position: int | None, pipelines: list[str], types: list[str]
+    services: Services,
+    position: int | None,
+    pipelines: list[str],
+    types: list[str],
+    owner: str | None,
 ) -> AsyncIterator[ServerSentEvent]:
     store = services.store
     retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
 
     def wanted(event: EventRow) -> bool:
         return (not pipelines or event.pipeline in pipelines) and (not types or event.type in types)
+
+    async def visible(event: EventRow) -> bool:
+        # Read from the log, events are filtered by owner in the query; live ones here.
+        return owner is None or await services.runs.owner_of(event.run_id) == owner
 
     async with services.bus.subscribe(None) as subscription:
         # ``cursor``: every event up to this id has been sent or filtered out.
@@ -191,7 +226,7 @@ async def _all_events(
             yield ServerSentEvent(comment="connected", retry=retry)
             retry = None
         while True:  # replay, filtering here so that the cursor passes skipped events too
-            batch = await store.all_events(cursor, REPLAY_BATCH)
+            batch = await store.all_events(cursor, REPLAY_BATCH, owner_key_id=owner)
             for event in batch:
                 if wanted(event):
                     yield _sse(event, event.id, retry)
@@ -205,10 +240,10 @@ async def _all_events(
                 yield _closing(cursor)
                 return
             event = live
-            if event.id <= cursor:
+            if event.id <= cursor or not await visible(event):
                 continue
             missed = (
-                await store.all_events(cursor, event.id - cursor - 1)
+                await store.all_events(cursor, event.id - cursor - 1, owner_key_id=owner)
                 if event.id > cursor + 1  # published out of order: take the gap from the log
                 else []
             )

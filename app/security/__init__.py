@@ -1,0 +1,1 @@
+"""Keys, scopes, stream tokens and quotas: who may do what, and how much."""
