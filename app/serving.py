@@ -54,32 +54,40 @@ async def _unavailable(scope: Any, receive: Any, send: Any) -> None:
 
 
 class DeadlineProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for receiving each request."""
+    """uvicorn's httptools protocol with a deadline for receiving each request.
+
+    A connection notes when it began waiting for a request; one sweep a fraction of the
+    deadline apart closes those that waited too long. No timer per request: arming and
+    cancelling one costs the hot path more than everything else this class does.
+    """
 
     request_timeout: ClassVar[float] = DEFAULT_REQUEST_TIMEOUT
+    # Per class (``deadline_protocol`` makes one per deadline): connection -> waiting since.
+    _waiting: ClassVar[dict[DeadlineProtocol, float]] = {}
+    _sweeper: ClassVar[asyncio.TimerHandle | None] = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._deadline: asyncio.TimerHandle | None = None
         super().connection_made(transport)
-        self._arm()
+        self._wait()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        self._waiting.pop(self, None)
         super().connection_lost(exc)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()  # a pipelined request that starts while another is handled
+        if self not in self._waiting:  # a pipelined request that starts while another runs
+            self._wait()
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        self._disarm()
+        self._waiting.pop(self, None)
 
     def on_response_complete(self) -> None:
         waiting = not self.pipeline  # else the next request has arrived and is started now
         super().on_response_complete()
         if waiting and not self.transport.is_closing():
-            self._arm()
+            self._wait()
 
     def on_headers_complete(self) -> None:
         limit = self.limit_concurrency
@@ -94,24 +102,36 @@ class DeadlineProtocol(HttpToolsProtocol):
         finally:
             self.app, self.limit_concurrency = app, limit
 
-    def _arm(self) -> None:
-        if self._deadline is None:
-            self._deadline = self.loop.call_later(self.request_timeout, self._expired)
+    def _wait(self) -> None:
+        cls = type(self)
+        cls._waiting[self] = self.loop.time()
+        if cls._sweeper is None:
+            cls._sweeper = self.loop.call_later(cls._sweep_every(), cls._sweep, self.loop)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+    @classmethod
+    def _sweep_every(cls) -> float:
+        return max(cls.request_timeout / 4, 0.05)
 
-    def _expired(self) -> None:
-        self._deadline = None
-        if not self.transport.is_closing():
-            log.warning(
-                "closed a connection that sent no whole request in %gs", self.request_timeout
-            )
-            self.transport.close()
+    @classmethod
+    def _sweep(cls, loop: asyncio.AbstractEventLoop) -> None:
+        cls._sweeper = None
+        now = loop.time()
+        late = [c for c, since in cls._waiting.items() if now - since >= cls.request_timeout]
+        for connection in late:
+            del cls._waiting[connection]
+            if not connection.transport.is_closing():
+                log.warning(
+                    "closed a connection that sent no whole request in %gs", cls.request_timeout
+                )
+                connection.transport.close()
+        if cls._waiting:
+            cls._sweeper = loop.call_later(cls._sweep_every(), cls._sweep, loop)
 
 
 def deadline_protocol(request_timeout: float) -> type[DeadlineProtocol]:
     """``DeadlineProtocol`` with this deadline, for ``uvicorn.Config(http=...)``."""
-    return type("DeadlineProtocol", (DeadlineProtocol,), {"request_timeout": request_timeout})
+    return type(
+        "DeadlineProtocol",
+        (DeadlineProtocol,),
+        {"request_timeout": request_timeout, "_waiting": {}, "_sweeper": None},
+    )

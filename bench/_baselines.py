@@ -118,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         timeout_graceful_shutdown=int(DEFAULTS.graceful_shutdown_seconds) or None,
         proxy_headers=False,
         server_header=False,
+        limit_concurrency=DEFAULTS.limit_concurrency or None,
     )
     return 0
 

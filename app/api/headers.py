@@ -35,10 +35,9 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", ()))
-                present = {name.lower() for name, _ in headers}
-                headers += [header for header in extra if header[0] not in present]
-                message = {**message, "headers": headers}
+                # Appended, not merged: no route of the app sets these headers itself, and
+                # this runs on every response.
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
