@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
 import pytest
 
-from stepline_client import AsyncClient, Client, Event, InvalidRequest, NotFound, Run
+from stepline_client import AsyncClient, Client, Conflict, Event, InvalidRequest, NotFound, Run
 
 from .conftest import WAIT
 
@@ -161,3 +162,33 @@ async def test_async_events_arrive_in_order_and_end_at_the_terminal_event(base_u
     assert mine[-(len(events) - 1) :] == [e.type for e in events[1:]]
     ids = seqs(global_events)
     assert ids == sorted(set(ids))
+
+
+def test_cancelling_a_finished_run_is_a_conflict_and_events_of_no_run_not_found(
+    base_url: str,
+) -> None:
+    with Client(base_url) as client:
+        run = client.runs.wait(client.runs.create("controlled").id, timeout=WAIT)
+        with pytest.raises(Conflict) as conflict:
+            client.runs.cancel(run.id)
+        with pytest.raises(NotFound):
+            list(client.runs.events("no-such-run", timeout=WAIT))
+        labelled = client.runs.list(labels={"team": "client"})
+
+    assert conflict.value.problem["status"] == 409
+    assert {r.labels["team"] for r in labelled.items} == {"client"}
+
+
+def test_a_gated_run_cancelled_through_the_client_ends_cancelled(
+    base_url: str, tmp_path: Path
+) -> None:
+    with Client(base_url) as client:
+        run = client.runs.create("file_gate", params={"gate": str(tmp_path / "never")})
+        for event in client.runs.events(run.id, timeout=WAIT):
+            if event.type == "step.started" and event.data.get("step") == "b":
+                break
+        client.runs.cancel(run.id, rollback=True)
+        done = client.runs.wait(run.id, timeout=WAIT)
+
+    assert done.status == "cancelled"
+    assert done.steps[0].rollback.status == "not_supported"
