@@ -64,7 +64,7 @@ class RetryPolicy:
 
     def delay(self, failures: int, asked: float | None = None) -> float:
         if asked is not None:
-            return min(asked, self.max_delay * 4)
+            return asked
         ceiling = min(self.max_delay, self.initial_delay * 2 ** max(0, failures - 1))
         # Jitter spreads clients that failed together so that they do not return together.
         return random.uniform(ceiling / 2, ceiling)
@@ -248,7 +248,10 @@ class Client:
         deadline: float | None = None,
     ) -> Iterator[Event]:
         """The events of the stream at ``path``, resuming with ``Last-Event-ID`` whenever
-        the connection ends, dropping events already seen."""
+        the connection ends, dropping events already seen.
+
+        Reconnects wait as ``retry`` says, not as the server's ``retry:`` hint, which is
+        sized for browsers that reconnect forever."""
         seen = _Dedup(last_event_id)
         failures = 0
         while True:
