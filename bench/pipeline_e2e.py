@@ -3,13 +3,14 @@
 What is measured: ``stepline serve`` (``python -m app serve``, default settings but
 ``--workers``, which sets ``STEPLINE_WORKERS``: how many runs execute at once; the default
 is the core count, 2 on this machine) on a fresh SQLite file in a temporary directory, with
-the ``NOOP_10`` test pipeline (ten no-op steps). Each client, an ``httpx.AsyncClient`` task
-in this process, loops: ``POST /runs``, then follow ``GET /runs/{id}/events`` (SSE) until
-the stream ends after the run's terminal event. ``CLIENTS`` clients (1 and 32) loop for
-``--seconds``; the runs whose terminal event arrived before the deadline count, the runs in
-flight at the deadline finish uncounted before the next measurement starts. Also reported:
-the median time from POST to terminal event, and the CPU this (client) process and the
-server used.
+the ``NOOP_10`` test pipeline (ten no-op steps). Each client, a task in this process on
+keep-alive connections (``_raw_http.py``: httpx would spend more CPU per run than the
+server on this machine of two cores), loops: ``POST /runs``, then follow
+``GET /runs/{id}/events`` (SSE) until the stream ends after the run's terminal event.
+``CLIENTS`` clients (1 and 32) loop for ``--seconds``; the runs whose terminal event
+arrived before the deadline count, the runs in flight at the deadline finish uncounted
+before the next measurement starts. Also reported: the median time from POST to terminal
+event, and the CPU this (client) process and the server used.
 
 Baseline, in this process and in the same repetition: the same ten step objects through
 ``steps.Orchestrator(registry, BaseStepContext(RuntimeContext())).execute()`` for
@@ -45,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import resource
 import statistics
 import sys
@@ -55,9 +57,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
 from _dbos import DbosRep, run_dbos
 from _harness import (
+    HOST,
     PIPELINE,
     PROJECT_ROOT,
     Row,
@@ -73,6 +75,7 @@ from _harness import (
     to_row,
 )
 from _peers import DBOS
+from _raw_http import RawClient
 from commit_floor import commit_cost_us
 
 from app.settings import Settings
@@ -93,6 +96,7 @@ REQUEST_TIMEOUT_S = 30.0
 DRAIN_TIMEOUT_S = 60.0
 """Longest wait for the runs in flight at a deadline."""
 BODY = {"pipeline": PIPELINE, "params": {}, "labels": {"bench": "pipeline_e2e"}}
+BODY_BYTES = json.dumps(BODY).encode()
 TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
 
 
@@ -117,17 +121,11 @@ def in_process_rate(steps: Sequence[BaseStep[Any]], seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def one_run(client: httpx.AsyncClient) -> str:
+async def one_run(client: RawClient) -> str:
     """POST a run, follow its stream to the end, return its terminal event."""
-    response = await client.post("/runs", json=BODY)
-    response.raise_for_status()
-    run_id = response.json()["id"]
-    last = ""
-    async with client.stream("GET", f"/runs/{run_id}/events") as stream:
-        stream.raise_for_status()
-        async for line in stream.aiter_lines():
-            if line.startswith("event:"):
-                last = line.removeprefix("event:").strip()
+    run_id = json.loads(await client.post_json("/runs", BODY_BYTES))["id"]
+    names = await client.event_names(f"/runs/{run_id}/events")
+    last = names[-1] if names else ""
     if last not in TERMINAL_EVENTS:
         raise RuntimeError(f"run {run_id}: the stream ended after {last or 'nothing'!r}")
     return last
@@ -150,7 +148,7 @@ def _cpu_self() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def window(client: httpx.AsyncClient, server: Server, clients: int, seconds: float) -> Window:
+async def window(client: RawClient, server: Server, clients: int, seconds: float) -> Window:
     latencies: list[float] = []
     outcomes: list[str] = []
     cpu, server_cpu = _cpu_self(), server.cpu_seconds()
@@ -192,10 +190,8 @@ async def sample(server: Server, reps: int, seconds: float, tmp: Path, dbos: boo
     steps = noop_steps()
     out = Samples([], {n: [] for n in CLIENTS})
     out.dbos_skipped = (DBOS.unavailable() if dbos else None) or None
-    limits = httpx.Limits(max_connections=4 * max(CLIENTS), max_keepalive_connections=None)
-    async with httpx.AsyncClient(
-        base_url=server.url, limits=limits, timeout=REQUEST_TIMEOUT_S, trust_env=False
-    ) as client:
+    client = RawClient(HOST, server.port)
+    try:
         in_process_rate(steps, BASELINE_S / 4)  # warm-up
         for n in CLIENTS:
             await window(client, server, n, WARMUP_S)
@@ -210,6 +206,8 @@ async def sample(server: Server, reps: int, seconds: float, tmp: Path, dbos: boo
                     out.dbos_skipped = result
                 else:
                     out.dbos.append(result)
+    finally:
+        client.close()
     return out
 
 
