@@ -28,6 +28,19 @@ class Subscription:
         """The next event; None once the bus is closed (the server is stopping)."""
         return await self.queue.get()
 
+    async def get_ready(self) -> list[EventRow | None]:
+        """The next event and every one delivered with it, in order (waits for the first).
+
+        One commit delivers several events at once (a step's end and the next one's start):
+        a stream that takes them together sends them in one write."""
+        first = await self.queue.get()
+        if self.queue.empty():
+            return [first]
+        ready = [first]
+        while not self.queue.empty():
+            ready.append(self.queue.get_nowait())
+        return ready
+
 
 class EventBus:
     """Publishes each committed event to the subscribers of its run and of all runs."""
