@@ -271,6 +271,7 @@ async def _attempts(
                 result = await interrupter.wait(step.execute(context), limit, step.name)
             else:
                 result = await asyncio.to_thread(step.execute, context)
+                run.flush_thread_progress()
                 if inspect.isawaitable(result):
                     result = await interrupter.wait(result, limit, step.name)
             if interrupter.withdraw():  # the step swallowed our cancel

@@ -30,6 +30,9 @@ ProgressCallback = Callable[[float, float], None]
 """``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``,
 called each time the value moves."""
 
+THREAD_PROGRESS_INTERVAL = 0.02
+"""Seconds between two hand-overs to the loop of progress reported from a step's thread."""
+
 _ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, kept for callers
 
 # Enum members bound once: looking one up on its class costs more than the rest of a
@@ -74,6 +77,7 @@ class Run(Generic[C]):
         self._loop_thread = 0
         self._thread_progress: tuple[str | None, float] = (None, 0.0)
         self._progress_handed = False  # a hand-over of _thread_progress is on the loop
+        self._handed: tuple[str | None, float] = self._thread_progress  # last handed over
         self.deferred_error: BaseException | None = None
         self._planned = 0
         self._undone = 0
@@ -162,8 +166,8 @@ class Run(Generic[C]):
             # From a step's thread only the latest report matters (each one supersedes the
             # one before), so the loop gets one hand-over at a time, not one per report: a
             # step reporting a million times must not queue a million callbacks. Written
-            # before the flag is read here and cleared before the value is read on the
-            # loop, so the latest report is always handed over.
+            # before the flag is read here, and the flag cleared on the loop before the
+            # value is read again, so the latest report is always handed over.
             self._thread_progress = (step, fraction)
             if not self._progress_handed:
                 self._progress_handed = True
@@ -171,14 +175,37 @@ class Run(Generic[C]):
             return
         self._progress(step, fraction)
 
+    def flush_thread_progress(self) -> None:
+        """On the loop, once a step's thread has returned: its last report, if not yet
+        handed over, reaches the observers before the step's end does."""
+        latest = self._thread_progress
+        if latest is not self._handed:
+            self._handed = latest
+            try:
+                self._progress(*latest)
+            except Exception as exc:
+                if self.deferred_error is None:
+                    self.deferred_error = exc
+
     def _progress_from_thread(self) -> None:
-        self._progress_handed = False
-        step, fraction = self._thread_progress
+        latest = self._thread_progress
+        if latest is self._handed:  # nothing new since the last hand-over: close it
+            self._progress_handed = False
+            if self._thread_progress is latest:
+                return
+            self._progress_handed = True  # a report landed meanwhile: take it
+            latest = self._thread_progress
+        self._handed = latest
         try:
-            self._progress(step, fraction)
+            self._progress(*latest)
         except Exception as exc:
             if self.deferred_error is None:
                 self.deferred_error = exc
+        # The hand-over stays open for a while: reports meanwhile only replace the value,
+        # instead of waking the loop (and taking the GIL from the step) thousands of times
+        # a second.
+        assert self._loop is not None
+        self._loop.call_later(THREAD_PROGRESS_INTERVAL, self._progress_from_thread)
 
     def _progress(self, step: str | None, fraction: float) -> None:
         index = self.current
