@@ -212,15 +212,17 @@ def cancel(
         if as_json and not wait:
             write_json(cancelled.model_dump(mode="json"))
             return
+        line = f"cancel requested for run {run_id} {glyphs.dot} "
         if cancelled.status == "cancelled":
             line = f"cancelled run {run_id} before it started {glyphs.dot} nothing to roll back"
         elif not rollback:
-            line = f"cancel requested for run {run_id} {glyphs.dot} completed steps are kept"
+            line += "completed steps are kept (--no-rollback)"
+        elif undo:
+            line += f"will roll back: {', '.join(undo)}"
+            line += f" {glyphs.dot} nothing to undo: {', '.join(nothing)}" if nothing else ""
         else:
-            will = ", ".join(undo) if undo else "nothing"
-            line = f"cancel requested for run {run_id} {glyphs.dot} will roll back: {will}"
-            if nothing:
-                line += f" {glyphs.dot} nothing to undo: {', '.join(nothing)}"
+            line += "nothing to roll back"
+            line += f" (no rollback defined: {', '.join(nothing)})" if nothing else ""
         (err if as_json else out).print(Text(line), soft_wrap=True)
         if not wait:
             return
