@@ -51,6 +51,11 @@ def _eta(spent: float | None, fraction: float) -> str:
     return f"eta {clock(spent * (1 - fraction) / fraction)}"
 
 
+def _label(word: str, width: int) -> str:
+    # Under the step rows (glyph, name, weight), so that the bars start in one column.
+    return f"{'':1}  {word:<{width + 6}}  "
+
+
 def visible_steps(steps: list[Step], rows: int) -> tuple[list[Step], int]:
     """At most ``rows`` steps in pipeline order: those in play (running, failed, rolling
     back) first, then the ones nearest to them. Returns them and how many were left out."""
@@ -182,11 +187,11 @@ class LiveRenderer:
         g = self.glyphs
         spent = elapsed(run.started_at, None) if run.started_at else None
         if run.status in ("rolling_back", "cancelling") and run.rollback_progress is not None:
-            line = Text(f"  {'rollback':<{width + 2}}    ")
+            line = Text(_label("rollback", width))
             line.append_text(bar(run.rollback_progress, RUN_BAR, g, style=STYLES["rolled_back"]))
             line.append(f"  {percent(run.rollback_progress):>6}  {run.status.replace('_', ' ')}")
             return line
-        line = Text(f"  {'run':<{width + 2}}    ")
+        line = Text(_label("run", width))
         line.append_text(bar(run.progress, RUN_BAR, g))
         line.append(f"  {percent(run.progress):>6}  {clock(spent or 0)}")
         eta = _eta(spent, run.progress)
