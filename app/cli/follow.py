@@ -87,15 +87,16 @@ def follow(
             renderer.finish(final)
     except TimeoutError:
         with api_errors(remote, err):
-            now = client.runs.get(run_id)
+            final = client.runs.get(run_id)
         if output == "json":
-            write_json(now.model_dump(mode="json"))
-        err.print(
-            Text(f"stopped following after the timeout; run {run_id} goes on ({now.status}). "
-                 f"Re-attach: {watch}"),
-            soft_wrap=True,
-        )  # fmt: skip
-        return ExitCode.timeout
+            write_json(final.model_dump(mode="json"))
+        if not final.finished:  # else it ended just as time ran out: report it as usual
+            err.print(
+                Text(f"stopped following after the timeout; run {run_id} goes on "
+                     f"({final.status}). Re-attach: {watch}"),
+                soft_wrap=True,
+            )  # fmt: skip
+            return ExitCode.timeout
     except KeyboardInterrupt:
         err.print(
             Text(f"detached; run {run_id} goes on ({renderer.state.status}), it was not "
