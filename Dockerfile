@@ -39,6 +39,7 @@ RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb')
 COPY README.md ./
 COPY steps ./steps
 COPY app ./app
+COPY stepline_client ./stepline_client
 RUN pip install --no-cache-dir --no-deps . \
     && rm -rf build ./*.egg-info
 
