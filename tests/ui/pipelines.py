@@ -4,7 +4,7 @@ another process, so the test opens the gate by creating the file)."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,4 +82,44 @@ class GatedAction(BaseAction[GatedParams]):
             registry.register(step)
 
 
-PIPELINES = [GatedAction]
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str
+    port: int = 22
+
+
+class ShapesParams(BaseModel):
+    """One parameter of each shape the start form knows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(ge=1, description="Required, a number.")
+    mode: Literal["fast", "careful"] = "fast"
+    dry_run: bool = False
+    ratio: float = 0.5
+    tags: list[str] = Field(default_factory=list)
+    sizes: list[int] = Field(default_factory=lambda: [1, 2])
+    colours: list[Literal["red", "green", "blue"]] = Field(default_factory=lambda: ["red"])
+    note: str | None = None
+    target: Target = Field(default_factory=lambda: Target(host="localhost"))
+
+
+class Done(BaseStep[Any]):
+    name = "done"
+    progress_weight = 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult()
+
+
+class ShapesAction(BaseAction[ShapesParams]):
+    """One step; params of every shape."""
+
+    name = "shapes"
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Done())
+
+
+PIPELINES = [GatedAction, ShapesAction]

@@ -18,6 +18,18 @@ def step_rows(page: Page) -> list[str]:
     return page.locator("table.steps tr.step").evaluate_all("rows => rows.map(r => r.dataset.step)")
 
 
+def logged_seqs(server: Server, run_id: str) -> list[int]:
+    """The sequence numbers of every line the run logged, read page by page."""
+    seqs: list[int] = []
+    after: int | None = 0
+    with server.client() as client:
+        while after is not None:
+            page = client.get(f"/runs/{run_id}/logs", params={"after": after}).json()
+            seqs += [line["seq"] for line in page["items"]]
+            after = page["next_after"]
+    return seqs
+
+
 def test_a_run_started_from_the_form_reaches_100_percent_and_succeeded(
     page: Page, server: Server, screenshot: Screenshot
 ) -> None:
@@ -225,3 +237,94 @@ def test_every_page_is_the_shell_and_a_missing_asset_is_a_404(server: Server) ->
     assert missing.headers["content-type"] == "application/problem+json"
     assert "javascript" in script.headers["content-type"]
     assert script.headers["cache-control"] == "no-cache"
+
+
+def test_the_form_has_an_input_for_each_shape_of_param_and_sends_what_was_chosen(
+    page: Page, server: Server
+) -> None:
+    page.goto("/ui/pipelines/shapes")
+    expect(page.get_by_label("Count")).to_have_attribute("type", "number")
+    expect(page.get_by_label("Ratio")).to_have_value("0.5")
+    expect(page.get_by_label("Colours")).to_have_js_property("multiple", True)
+
+    page.get_by_label("Count").fill("3")
+    page.get_by_label("Mode").select_option(label="careful")
+    page.get_by_label("Dry Run").check()
+    page.get_by_label("Tags").fill("a\nb")
+    page.get_by_label("Sizes").fill("5\n6")
+    page.get_by_label("Colours").select_option(label=["green", "blue"])
+    page.get_by_label("Note").fill("hi")
+    target = page.get_by_label("Target")
+    target.fill("{not json")
+    page.get_by_role("button", name="Start run").click()
+    expect(page.locator("#param-target-error")).to_contain_text("This is not valid JSON")
+    expect(target).to_be_focused()
+    target.fill('{"host": "db", "port": 5432}')
+    page.get_by_role("button", name="Start run").click()
+
+    expect(page).to_have_url(RUN_URL)
+    expect(page.locator(".run-head .badge")).to_have_text("Succeeded")
+    run_id = RUN_URL.search(page.url)
+    assert run_id is not None
+    with server.client() as client:
+        params = client.get(f"/runs/{run_id[1]}").json()["params"]
+    assert params == {
+        "count": 3,
+        "mode": "careful",
+        "dry_run": True,
+        "ratio": 0.5,
+        "tags": ["a", "b"],
+        "sizes": [5, 6],
+        "colours": ["green", "blue"],
+        "note": "hi",
+        "target": {"host": "db", "port": 5432},
+    }
+
+
+def test_the_log_follows_only_at_its_bottom_and_keeps_the_last_2000_lines(
+    page: Page, server: Server, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    run_id = server.start("gated", {"gate": str(gate), "logs": 550})
+    page.goto(f"/ui/runs/{run_id}#logs")
+    log, lines = page.locator("ol.log"), page.locator("ol.log li")
+    at_bottom = "l => l.scrollHeight - l.scrollTop - l.clientHeight < 2"
+    expect(lines).to_have_count(3 * 550)  # fetch, prepare, wait (held at its gate)
+    page.wait_for_function(f"({at_bottom})(document.querySelector('ol.log'))")
+
+    log.evaluate("l => { l.scrollTop = 0; }")
+    gate.touch()
+
+    expect(page.locator(".run-head .badge")).to_have_text("Succeeded")
+    expect(lines).to_have_count(2000)
+    expect(page.get_by_role("tab", name="Logs (2200)")).to_be_visible()
+    expect(page.locator(".log-tools .hint")).to_contain_text("Showing the last 2000 of 2200")
+    assert log.evaluate("l => l.scrollTop") == 0
+    assert lines.first.get_attribute("data-seq") == str(logged_seqs(server, run_id)[200])
+    page.get_by_role("button", name="Jump to latest").click()
+    assert log.evaluate(at_bottom) is True
+
+
+def test_the_list_and_the_run_page_work_from_the_keyboard(page: Page, server: Server) -> None:
+    run_id = server.start("upload", {"step_seconds": 0, "files": 1})
+    page.goto("/ui")
+    expect(page.locator(f"tr[data-run='{run_id}']")).to_be_visible()
+    page.keyboard.press("/")
+    expect(page.get_by_role("textbox", name="Label")).to_be_focused()
+    page.keyboard.press("Escape")
+    page.locator("h1").focus()
+
+    page.keyboard.press("j")
+    expect(page.locator(f"tr[data-run='{run_id}'] a.mono")).to_be_focused()
+    page.keyboard.press("Enter")
+
+    expect(page).to_have_url(re.compile(f"/ui/runs/{run_id}$"))
+    steps_tab = page.get_by_role("tab", name="Steps")
+    steps_tab.focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.get_by_role("tab", name=re.compile("^Logs"))).to_be_focused()
+    expect(page.get_by_role("tab", name=re.compile("^Logs"))).to_have_attribute(
+        "aria-selected", "true"
+    )
+    expect(page.get_by_role("tabpanel", name=re.compile("^Logs"))).to_be_visible()
+    expect(page).to_have_url(re.compile("#logs$"))

@@ -12,7 +12,7 @@ from playwright.sync_api import Browser, expect
 from tests.app.processes import free_port, stepline_serve
 
 from .conftest import Screenshot, Server, open_page, serve_env
-from .test_dashboard import step_rows
+from .test_dashboard import logged_seqs, step_rows
 
 pytestmark = pytest.mark.slow
 
@@ -51,8 +51,7 @@ def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_dupl
             gate.touch()
             expect(status).to_have_text("Succeeded")
             expect(page.locator(".overall-text")).to_have_text("100 % · all 4 steps done")
-            with server.client() as client:
-                logged = client.get(f"/runs/{run_id}/logs", params={"limit": 200}).json()
+            logged = logged_seqs(server, run_id)
             # fetch, prepare, wait (twice: it ran again after the restart), finish
             expect(lines).to_have_count(5 * LOGS)
             shown = lines.evaluate_all("items => items.map(i => Number(i.dataset.seq))")
@@ -61,6 +60,6 @@ def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_dupl
     finally:
         page.context.close()
 
-    assert shown == [line["seq"] for line in logged["items"]]
+    assert shown == logged
     assert rows == ["fetch", "prepare", "wait", "finish"]
     assert watch.problems == []

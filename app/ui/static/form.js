@@ -107,7 +107,7 @@ function field(name, schema, { required = false, defs = {}, prefix = "param", he
   const notes = help ?? [
     schema.description,
     { list: "One value per line.", json: "JSON.", choices: "Pick one or more." }[kind],
-    fallback !== undefined && kind !== "boolean" && `Default: ${JSON.stringify(fallback)}.`,
+    fallback !== undefined && fallback !== null && kind !== "boolean" && `Default: ${JSON.stringify(fallback)}.`,
   ].filter(Boolean).join(" ");
   const error = h("p", { id: `${id}-error`, class: "field-error" });
   const label = h("label", { for: id }, schema.title ?? name,
@@ -212,7 +212,7 @@ export function startForm(pipeline) {
     }
     fill(formError,
       h("p", {}, h("strong", {}, `${error.problem?.title ?? "Not started"}: `), error.message),
-      unplaced.length && h("ul", {}, unplaced.map((text) => h("li", {}, text))));
+      unplaced.length > 0 && h("ul", {}, unplaced.map((text) => h("li", {}, text))));
     form.querySelector("[aria-invalid=true]")?.focus();
   };
 

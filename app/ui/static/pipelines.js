@@ -46,14 +46,16 @@ function card(pipeline, linked) {
     segment.style.width = `${step.weight * 100}%`;
     weights.append(segment);
   }
-  const facts = [`${pipeline.steps.length} steps`, `after a crash: ${pipeline.recovery}`];
+  const known = pipeline.steps.length > 0; // not without params, when some are required
+  const facts = [known ? `${pipeline.steps.length} steps` : "steps set by the params",
+    `after a crash: ${pipeline.recovery}`];
   if (pipeline.max_concurrency) facts.push(`at most ${pipeline.max_concurrency} at once`);
   return h("article", { class: "pipeline" },
     linked ? h("h2", {}, h("a", { href }, title)) : h("h1", { tabindex: -1 }, title),
     h("p", { class: "muted" }, h("code", {}, pipeline.name), ` · ${facts.join(" · ")}`),
     h("p", {}, pipeline.description),
-    weights,
-    h("table", { class: "pipeline-steps" },
+    known ? weights : h("p", { class: "muted" }, "Its steps depend on the params: each run lists its own."),
+    known && h("table", { class: "pipeline-steps" },
       h("caption", { class: "sr-only" }, `Steps of ${title}`),
       h("thead", {}, h("tr", {}, STEP_COLUMNS.map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, pipeline.steps.map((step, i) => h("tr", {},
