@@ -18,7 +18,9 @@ export class LogView {
     this.started = false;
     this.ready = false;
     this.queue = []; // stream lines that came before the earlier ones were read
-    this.list = h("ol", { class: "log", "aria-live": "off", "aria-label": "Log lines", tabindex: 0 });
+    this.list = h("ol", {
+      class: "log", "aria-live": "off", "aria-label": "Log lines", tabindex: 0, hidden: true,
+    });
     this.note = h("p", { class: "hint", hidden: true });
     this.empty = h("p", { class: "empty" }, "No log lines yet.");
     this.jump = h("button", { type: "button", class: "pill", hidden: true }, "Jump to latest");
@@ -74,6 +76,7 @@ export class LogView {
       this.list.firstElementChild.remove();
     }
     this.empty.hidden = true;
+    this.list.hidden = false;
     this.note.hidden = this.count <= MAX_LINES;
     setText(this.note, `Showing the last ${MAX_LINES} of ${this.count} lines; `
       + `every line: GET /runs/${this.runId}/logs`);

@@ -141,7 +141,7 @@ class RunView {
     if (byReader) {
       history.replaceState(null, "", name === "steps" ? location.pathname : `#${name}`);
     }
-    if (name === "logs") this.logs.follow();
+    if (name === "logs" && this.logs.jump.hidden) this.logs.follow(); // unless scrolled up
   }
 
   tabKey(event) {
