@@ -106,13 +106,15 @@ def serve_env(**extra: str) -> dict[str, str]:
     return {"STEPLINE_PIPELINES": PIPELINES, **extra}
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an event loop in this thread for
+# as long as it is started, and the async tests of other modules need the thread free.
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     # Missing Chromium is a failure, never a skip: `make test` installs it.
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (make test does)"
