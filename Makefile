@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: serve test lint typecheck unit bench clean
+.PHONY: serve test lint typecheck unit chromium bench clean
 
 serve: $(STAMP)
 	$(BIN)/stepline serve
@@ -18,8 +18,15 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/python -m pytest
+
+# The dashboard's browser tests drive Debian's Chromium (Playwright cannot download a browser
+# here); installed when missing, with sudo unless already root.
+chromium:
+	@command -v chromium >/dev/null || { \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$sudo apt-get update -q && $$sudo apt-get install -y -q chromium; }
 
 # Installs the peers into bench/.venvs/, runs every benchmark, writes bench/RESULTS.md.
 bench: $(STAMP)

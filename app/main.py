@@ -23,6 +23,7 @@ from app.api.limits import BodyLimitMiddleware
 from app.api.openapi import install_openapi
 from app.api.problems import install_problem_handlers
 from app.api.routes import health, pipelines, runs, stream_tokens, streams
+from app.api.routes.dashboard import install_dashboard
 from app.metrics import Metrics
 from app.pipelines.catalog import Pipeline
 from app.pipelines.loading import load_pipelines
@@ -190,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)  # the outermost: on every answer
     for module in (pipelines, runs, streams, stream_tokens, health):
         app.include_router(module.router)
+    install_dashboard(app)
     return app
 
 

@@ -273,6 +273,29 @@ async def test_reconnect_at_or_past_the_final_event_gets_204_no_content(live: Li
     assert [(r.status_code, r.content) for r in responses] == [(204, b"")] * 3
 
 
+async def test_the_last_event_id_param_resumes_like_the_header_which_wins(live: Live) -> None:
+    run_id = await finished_run(live, "controlled")
+    last = (await live.client.get(f"/runs/{run_id}")).json()["last_event_id"]
+    path = f"/runs/{run_id}/events"
+
+    async with open_stream(live.client, path, params={"last_event_id": str(last - 2)}) as stream:
+        resumed = await stream.read_to_end(WAIT)
+    async with open_stream(
+        live.client, path, last_event_id=last - 1, params={"last_event_id": "0"}
+    ) as stream:
+        by_header = await stream.read_to_end(WAIT)
+    ended = await live.client.get(path, params={"last_event_id": str(last)})
+    invalid = [
+        await live.client.get(path, params={"last_event_id": value}) for value in ("-1", "x")
+    ]
+
+    assert ids(resumed) == [last - 1, last]
+    assert ids(by_header) == [last]
+    assert (ended.status_code, ended.content) == (204, b"")
+    assert [r.status_code for r in invalid] == [422, 422]
+    assert {r.headers["content-type"] for r in invalid} == {"application/problem+json"}
+
+
 async def test_reconnect_just_before_the_final_event_gets_only_the_final_event(live: Live) -> None:
     run_id = await finished_run(live, "controlled")
     last = (await live.client.get(f"/runs/{run_id}")).json()["last_event_id"]
@@ -459,6 +482,20 @@ async def test_all_events_resumed_with_last_event_id_get_exactly_the_missed_even
 
     assert sans_retry(resumed) == missed
     assert resumed[0]["retry"] == watched.live.settings.sse_retry_ms
+
+
+async def test_all_events_resumed_with_the_last_event_id_param_get_exactly_the_missed_events(
+    watched: Watched,
+) -> None:
+    middle = len(watched.seen) // 2
+    missed = watched.seen[middle:]
+
+    client = watched.live.client
+    params = {"last_event_id": str(middle)}
+    async with open_stream(client, "/events", params=params) as stream:
+        resumed = [await anext(stream) for _ in missed]
+
+    assert sans_retry(resumed) == missed
 
 
 # -- the demo pipelines, end to end ----------------------------------------------------------

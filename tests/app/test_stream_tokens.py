@@ -65,6 +65,25 @@ async def test_a_token_opens_its_runs_stream_once(client: httpx.AsyncClient, app
     assert_401(again)
 
 
+async def test_a_fresh_token_resumes_a_stream_after_the_last_event_seen(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    # A browser's EventSource cannot send Last-Event-ID with a new token's URL: the query
+    # parameter carries the position instead.
+    key = await create_key(app, "viewer", "read", "run")
+    run_id = await finished_run(client, app, key)
+    last = (await client.get(f"/runs/{run_id}", headers=bearer(key))).json()["last_event_id"]
+
+    minted = await mint(client, key, f"/runs/{run_id}/stream-token")
+    resumed = await client.get(
+        f"/runs/{run_id}/events", params={"token": minted["token"], "last_event_id": last - 1}
+    )
+
+    assert resumed.status_code == 200
+    assert re.findall(r"^id: (\d+)\r?$", resumed.text, re.M) == [str(last)]
+    assert "run.snapshot" not in resumed.text
+
+
 async def test_a_token_is_for_its_own_stream_only(client: httpx.AsyncClient, app: FastAPI) -> None:
     key = await create_key(app, "viewer", "read", "run")
     one = await finished_run(client, app, key)

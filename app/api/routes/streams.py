@@ -31,6 +31,11 @@ router = APIRouter(tags=["events"])
 REPLAY_BATCH = 500
 MAX_EVENT_ID = 2**63 - 1  # event ids and sequences are SQL BIGINTs
 TERMINAL_EVENTS = frozenset({"run.succeeded", "run.failed", "run.cancelled"})
+RESUME_DESCRIPTION = (
+    "Resume after this event, as the Last-Event-ID header does (the header wins when both "
+    "are sent): for clients that open a new connection rather than let the browser "
+    "reconnect, such as an EventSource opened with a fresh stream token."
+)
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A text/event-stream of events",
@@ -39,9 +44,11 @@ SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _position(last_event_id: str | None) -> int | None:
+def _position(last_event_id: str | None, resume: int | None = None) -> int | None:
+    """Where a stream resumes: after the ``Last-Event-ID`` header's event, else after the
+    ``last_event_id`` query parameter's (the header is what a browser resends by itself)."""
     if last_event_id is None or not last_event_id.strip():
-        return None
+        return resume
     try:
         position = int(last_event_id)
     except ValueError:
@@ -113,19 +120,24 @@ def _stream(
     name="stream_run_events",
     response_class=EventSourceResponse,
     responses={**SSE_RESPONSE, 204: {"description": "The run ended before this position"},
-               **PROBLEMS(400, 401, 403, 404, 429)},
+               **PROBLEMS(400, 401, 403, 404, 422, 429)},
 )  # fmt: skip
 async def stream_run_events(
     run_id: str,
     services: ServicesDep,
     principal: StreamKey,
     last_event_id: Annotated[str | None, Header()] = None,
+    resume: Annotated[
+        int | None,
+        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description=RESUME_DESCRIPTION),
+    ] = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
     last event it reflects), then every event as it happens; ends after the run's final
     event. With ``Last-Event-ID``, exactly the missed events; 204 once the run has ended
-    before that position, which stops a browser's ``EventSource`` from reconnecting."""
-    position = _position(last_event_id)
+    before that position, which stops a browser's ``EventSource`` from reconnecting.
+    ``?last_event_id=`` does the same as the header."""
+    position = _position(last_event_id, resume)
     run = await services.runs.get(run_id, principal.owner_filter)  # 404 before the stream
     if position is not None and run.status in TERMINAL and position >= run.last_seq:
         return Response(status_code=204)
@@ -196,7 +208,7 @@ async def _run_events(
     "/events",
     name="stream_events",
     response_class=EventSourceResponse,
-    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403, 429)},
+    responses={**SSE_RESPONSE, **PROBLEMS(400, 401, 403, 422, 429)},
 )
 async def stream_events(
     services: ServicesDep,
@@ -206,11 +218,15 @@ async def stream_events(
         list[str] | None, Query(description="Only these event types, e.g. run.failed")
     ] = None,
     last_event_id: Annotated[str | None, Header()] = None,
+    resume: Annotated[
+        int | None,
+        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description=RESUME_DESCRIPTION),
+    ] = None,
 ) -> Response:
     """Every run's events as they happen, for dashboards; ``id:`` is the global event id,
-    so ``Last-Event-ID`` resumes here too. Never ends on its own. A key without the
-    ``admin`` scope gets the events of the runs it created only."""
-    position = _position(last_event_id)
+    so ``Last-Event-ID`` (or ``?last_event_id=``) resumes here too. Never ends on its own.
+    A key without the ``admin`` scope gets the events of the runs it created only."""
+    position = _position(last_event_id, resume)
     pipelines = [p for item in pipeline or [] for p in item.split(",") if p]
     types = [t for item in type or [] for t in item.split(",") if t]
     owner = principal.owner_filter

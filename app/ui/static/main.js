@@ -1,0 +1,99 @@
+// The single-page shell: client-side routes over the history API, so that every page has a
+// URL that works on reload, and one page at a time, which is disposed of when left.
+
+import { installKeyButton } from "./api.js";
+import { h } from "./dom.js";
+import { showConnection } from "./live.js";
+import { pipelinePage, pipelinesPage } from "./pipelines.js";
+import { runPage } from "./run.js";
+import { runsPage } from "./runs.js";
+
+const ROUTES = [
+  [/^\/ui(?:\/|\/runs\/?)?$/, "runs", () => runsPage],
+  [/^\/ui\/runs\/([^/]+)$/, "runs", (id) => (page) => runPage(page, decodeURIComponent(id))],
+  [/^\/ui\/pipelines\/?$/, "pipelines", () => pipelinesPage],
+  [/^\/ui\/pipelines\/([^/]+)$/, "pipelines",
+    (name) => (page) => pipelinePage(page, decodeURIComponent(name))],
+];
+
+// What a page gets: where to draw, whether it is still shown, and where to leave cleanups.
+class Page {
+  constructor(main) {
+    this.main = main;
+    this.alive = true;
+    this.cleanups = [];
+  }
+
+  onLeave(cleanup) {
+    this.cleanups.push(cleanup);
+  }
+
+  leave() {
+    this.alive = false;
+    for (const cleanup of this.cleanups) cleanup();
+  }
+
+  title(text) {
+    document.title = `${text} · Stepline`;
+  }
+}
+
+let current = null;
+
+export function navigate(path, { replace = false } = {}) {
+  if (replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
+  render();
+}
+
+function render() {
+  current?.leave();
+  showConnection("idle");
+  const main = document.getElementById("main");
+  main.replaceChildren();
+  const page = new Page(main);
+  current = page;
+  const path = location.pathname;
+  const route = ROUTES.find(([pattern]) => pattern.test(path));
+  for (const link of document.querySelectorAll("[data-nav]")) {
+    if (route && link.dataset.nav === route[1]) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  if (!route) {
+    page.title("Not found");
+    main.append(h("h1", { tabindex: -1 }, "Not found"), h("p", {}, h("a", { href: "/ui" }, "All runs")));
+    return;
+  }
+  const [pattern, , make] = route;
+  const show = make(...pattern.exec(path).slice(1));
+  Promise.resolve()
+    .then(() => show(page))
+    .catch((error) => page.alive && showError(page, error));
+}
+
+export function showError(page, error) {
+  page.main.replaceChildren(
+    h("div", { class: "error-box", role: "alert" },
+      h("h1", { tabindex: -1 }, error.problem?.title ?? "Something went wrong"),
+      h("p", {}, error.message),
+      h("button", { type: "button", onclick: render }, "Try again")),
+  );
+}
+
+// Move focus to the new page's heading, so that a screen reader announces where it is.
+export function focusHeading(page) {
+  page.main.querySelector("h1")?.focus({ preventScroll: true });
+}
+
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[href]");
+  if (!link || link.target || link.hasAttribute("download") || event.defaultPrevented) return;
+  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  const url = new URL(link.href, location.href);
+  if (url.origin !== location.origin || !url.pathname.startsWith("/ui")) return;
+  event.preventDefault();
+  navigate(url.pathname + url.search + url.hash);
+});
+window.addEventListener("popstate", render);
+installKeyButton(render);
+render();

@@ -1,0 +1,65 @@
+"""The run page across a server killed with SIGKILL and started again on the same database
+and port: it says it is reconnecting, then catches up from its last event, with every step
+row and log line once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect
+
+from tests.app.processes import free_port, stepline_serve
+
+from .conftest import Screenshot, Server, open_page, serve_env
+from .test_dashboard import logged_seqs, step_rows
+
+pytestmark = pytest.mark.slow
+
+# A short lease, so that the new process recovers the run soon after it starts.
+ENV = serve_env(STEPLINE_LEASE_SECONDS="2", STEPLINE_POLL_SECONDS="0.1")
+LOGS = 3  # lines each step writes
+
+
+def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_duplicates(
+    browser: Browser, tmp_path: Path, screenshot: Screenshot
+) -> None:
+    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
+    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
+    page, watch = open_page(browser, server.url)
+    # While the server is down the browser logs each refused connection.
+    watch.expect_console(r"Failed to load resource: net::ERR_")
+    status = page.locator(".run-head .badge")
+    lines = page.locator("ol.log li")
+    try:
+        with stepline_serve(database, port, ENV) as process:
+            run_id = server.start("gated", {"gate": str(gate), "logs": LOGS})
+            page.goto(f"/ui/runs/{run_id}")
+            expect(page.locator("tr.step[data-step=wait] .badge").first).to_have_text("Running")
+            expect(lines).to_have_count(3 * LOGS)
+            expect(page.locator("#connection")).to_have_text("Live")
+            process.kill()
+            process.wait(10)
+            expect(page.locator(".reconnecting")).to_contain_text("Reconnecting…")
+            expect(page.locator("#connection")).to_have_text("Reconnecting…")
+            expect(status).to_have_text("Running")
+            screenshot(page, "run-reconnecting")
+
+        with stepline_serve(database, port, ENV):
+            expect(page.locator(".note")).to_contain_text("recovered by resume")
+            expect(page.locator(".reconnecting")).to_be_hidden()
+            gate.touch()
+            expect(status).to_have_text("Succeeded")
+            expect(page.locator(".overall-text")).to_have_text("100 % · all 4 steps done")
+            logged = logged_seqs(server, run_id)
+            # fetch, prepare, wait (twice: it ran again after the restart), finish
+            expect(lines).to_have_count(5 * LOGS)
+            shown = lines.evaluate_all("items => items.map(i => Number(i.dataset.seq))")
+            rows = step_rows(page)
+            screenshot(page, "run-after-restart")
+    finally:
+        page.context.close()
+
+    assert shown == logged
+    assert rows == ["fetch", "prepare", "wait", "finish"]
+    assert watch.problems == []
