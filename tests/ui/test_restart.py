@@ -63,3 +63,35 @@ def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_dupl
     assert shown == logged
     assert rows == ["fetch", "prepare", "wait", "finish"]
     assert watch.problems == []
+
+
+def test_the_runs_list_reads_what_it_missed_while_the_server_was_down(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The list has received no event yet, so it has no position to resume from: a run that
+    # starts and ends while it reconnects is in the list all the same, with its final status.
+    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
+    gate.touch()
+    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
+    page, watch = open_page(browser, server.url)
+    watch.expect_console(r"Failed to load resource: net::ERR_")
+    try:
+        with stepline_serve(database, port, ENV) as process:
+            page.goto("/ui")
+            expect(page.locator("#connection")).to_have_text("Live")
+            process.kill()
+            process.wait(10)
+            expect(page.locator("#connection")).to_have_text("Reconnecting…")
+
+        with stepline_serve(database, port, ENV):
+            run_id = server.start("gated", {"gate": str(gate), "logs": 1})
+            with server.client() as client:
+                finished = client.get(f"/runs/{run_id}/events")  # ends with the final event
+            assert "event: run.succeeded" in finished.text
+            row = page.locator(f"tr[data-run='{run_id}']")
+            expect(row.locator(".badge")).to_have_text("Succeeded")
+            expect(page.locator("#connection")).to_have_text("Live")
+    finally:
+        page.context.close()
+
+    assert watch.problems == []

@@ -11,9 +11,11 @@ const HIDDEN_CLOSE_MS = 60_000; // a hidden tab gives its connection back after 
 
 export class LiveStream {
   // path: the stream; tokenPath: where to mint its token; probe: a GET that says whether
-  // the server is back (and still lets us in) before a reconnect; events: names to listen to.
-  constructor({ path, tokenPath, probe, query = [], events, onEvent, onState }) {
-    Object.assign(this, { path, tokenPath, probe, query, events, onEvent, onState });
+  // the server is back (and still lets us in) before a reconnect; events: names to listen to;
+  // onResync: called when a reconnect has no event to resume after (none came before the
+  // stream dropped), so that the page reads again what it may have missed.
+  constructor({ path, tokenPath, probe, query = [], events, onEvent, onState, onResync }) {
+    Object.assign(this, { path, tokenPath, probe, query, events, onEvent, onState, onResync });
     this.last = null;
     this.source = null;
     this.closed = false;
@@ -42,6 +44,7 @@ export class LiveStream {
     if (this.closed || this.paused) return;
     const params = new URLSearchParams(this.query);
     if (this.last !== null) params.set("last_event_id", String(this.last));
+    const resync = reconnecting && this.last === null;
     try {
       if (apiKey.get()) {
         params.set("token", (await api(this.tokenPath, { method: "POST" })).data.token);
@@ -62,6 +65,7 @@ export class LiveStream {
     source.onopen = () => {
       this.delay = FIRST_DELAY_MS;
       this.onState("live");
+      if (resync) this.onResync?.();
     };
     source.onerror = () => {
       source.close();

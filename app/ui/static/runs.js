@@ -150,7 +150,7 @@ class RunsList {
     const stream = new LiveStream({
       path: "/events", tokenPath: "/events/stream-token", probe: "/runs?limit=1",
       query: [...query], events: EVENTS, onEvent: (type, event) => this.receive(type, event),
-      onState: showConnection,
+      onState: showConnection, onResync: () => this.resync().catch(() => {}),
     });
     this.page.onLeave(() => stream.close());
     stream.start(); // first: what happens while the first page loads waits in `early`
@@ -222,10 +222,33 @@ class RunsList {
     }
   }
 
+  // After a reconnect with no event to resume after: the newest runs as they are now, so
+  // that what happened while the stream was down is not missed.
+  async resync() {
+    const params = new URLSearchParams(Object.entries(this.filters).filter(([, value]) => value));
+    params.set("limit", String(PAGE_SIZE));
+    const { data } = await api(`/runs?${params}`);
+    if (!this.page.alive) return;
+    for (const run of [...data.items].reverse()) {
+      const row = this.rows.get(run.id);
+      if (row) {
+        row.run = run;
+        row.paint();
+      } else if (!this.asked.has(run.id)) {
+        this.asked.add(run.id);
+        this.place(run);
+      }
+    }
+  }
+
   // A run not in the list: one just created, or one that now has the status filtered on.
   async arrived(runId) {
     this.asked.add(runId);
     const { data: run } = await api(`/runs/${encodeURIComponent(runId)}`);
+    this.place(run);
+  }
+
+  place(run) {
     if (!this.page.alive || this.rows.has(run.id) || !this.matches(run)) return;
     if (window.scrollY <= AT_TOP_PX && this.waiting.length === 0) {
       this.add(run, true);
