@@ -34,3 +34,10 @@ def test_ids_of_later_runs_sort_after_and_never_repeat() -> None:
         pass
     assert first < new_run_id()
     assert len({decode(i) & (2**80 - 1) for i in ids}) == 10_000
+
+
+def test_ids_made_in_one_millisecond_still_sort_in_the_order_they_were_made() -> None:
+    ids = [new_run_id() for _ in range(10_000)]
+    assert ids == sorted(ids)
+    millis = [decode(i) >> 80 for i in ids]
+    assert len(set(millis)) < len(ids)  # several in one millisecond: the case in question
