@@ -353,7 +353,7 @@ def test_the_upstream_holds_both_replicas_with_idle_connections_kept(
     assert int(upstream.value("keepalive")) > 0
     # nginx must drop an idle connection before uvicorn does, or reuse one it is closing
     assert seconds(upstream.value("keepalive_timeout")) < uvicorn_keep_alive.default
-    assert "timeout_keep_alive" not in (ROOT / "app" / "cli.py").read_text()
+    assert "timeout_keep_alive" not in (ROOT / "app" / "cli" / "server.py").read_text()
     for location in locations(nginx.one("http").one("server")).values():
         if location.all("proxy_pass"):
             assert location.value("proxy_pass") == f"http://{upstream.args[0]}"
