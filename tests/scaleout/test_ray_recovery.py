@@ -17,6 +17,7 @@ from app.settings import Settings
 from app.store.postgres import PostgresStore
 from app.store.records import NewRun, NewStep
 from tests.databases import execute
+from tests.raycluster import RayHead
 
 from .conftest import LEASE_SECONDS, wait_for_log, wait_for_run, wait_until_finished
 
@@ -61,7 +62,7 @@ async def test_a_kill_9_of_the_ray_worker_mid_step_is_recovered_per_the_pipeline
 
 
 async def test_a_run_held_by_a_replica_that_died_is_taken_over_when_its_lease_runs_out(
-    ray_cluster: None, settings: Settings, store_url: str
+    ray_cluster: RayHead, settings: Settings, store_url: str
 ) -> None:
     store = PostgresStore(store_url)
     await store.start()
@@ -104,7 +105,7 @@ def run_epoch(url: str, run_id: str) -> int:
 
 
 async def test_a_replica_that_stops_mid_step_releases_the_run_for_recovery(
-    ray_cluster: None, settings: Settings, store_url: str
+    ray_cluster: RayHead, settings: Settings, store_url: str
 ) -> None:
     async with serving(settings) as client:
         run_id = (await client.post("/runs", json={"pipeline": "waiting"})).json()["id"]
