@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,8 @@ from steps import (
 )
 
 BLOCK_SECONDS = 60.0  # longer than any test waits: only a cancel or a kill ends the wait
+GATE_SECONDS = 30.0  # how long a step waits for its gate file before it fails
+GATE_POLL_SECONDS = 0.01
 
 
 def _where() -> dict[str, Any]:
@@ -139,4 +142,54 @@ class HungryAction(BaseAction[ActionParams]):
         registry.register(SyncWhere())
 
 
-PIPELINES = [MixedAction, WaitingAction, BlockOnceAction, HungryAction]
+class GateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str  # a path: step b waits until a file is there
+    logs: int = 0
+
+
+class GatedWhere(BaseStep[Any]):
+    """Logs ``logs`` lines and says where it ran; step b first waits for the file ``gate``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        params: GateParams = context.params
+        for i in range(params.logs):
+            context.log("line", {"n": i})
+        if self.name == "b":
+            deadline = time.monotonic() + GATE_SECONDS
+            while not os.path.exists(params.gate):
+                context.cancellation.wait(GATE_POLL_SECONDS)
+                context.check_cancelled()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"gate {params.gate!r} was never opened")
+        return StepResult(data=_where())
+
+
+class GatedWhereAction(BaseAction[GateParams]):
+    """Steps a, b and c, which say where they ran; b waits for the file ``gate``."""
+
+    name = "gated_where"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("a", "b", "c"):
+            registry.register(GatedWhere(name))
+
+
+PIPELINES = [MixedAction, WaitingAction, BlockOnceAction, HungryAction, GatedWhereAction]
