@@ -475,19 +475,28 @@ class PostgresStore:
             return [await _read_run(conn, run_id) for run_id in ids]
 
     async def renew_leases(
-        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+        self,
+        owner: str,
+        epochs: Mapping[str, int],
+        lease_seconds: float,
+        *,
+        while_last_seq: Mapping[str, int] | None = None,
     ) -> set[str]:
-        """Extend the leases of the runs ``owner`` holds; return those it no longer holds."""
+        """Extend the leases of the runs ``owner`` holds (with ``while_last_seq``, only
+        those that have written nothing since); return the others."""
         if not epochs:
             return set()
         until = _now() + timedelta(seconds=lease_seconds)
+        ids = list(epochs)
+        seqs = None if while_last_seq is None else [while_last_seq.get(i) for i in ids]
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             renewed = await conn.fetch(
                 "UPDATE runs SET lease_expires_at = $1 "
-                "FROM unnest($2::text[], $3::int[]) AS held(id, epoch) "
+                "FROM unnest($2::text[], $3::int[], $5::int[]) AS held(id, epoch, seq) "
                 "WHERE runs.id = held.id AND runs.epoch = held.epoch AND runs.owner = $4 "
+                "AND ($5::int[] IS NULL OR runs.last_seq = held.seq) "
                 "RETURNING runs.id",
-                until, list(epochs), list(epochs.values()), owner,
+                until, ids, [epochs[i] for i in ids], owner, seqs,
             )  # fmt: skip
         return set(epochs) - {record["id"] for record in renewed}
 
