@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.databases import database_url
+from tests.databases import database_url, execute
 from tests.raycluster import RayHead
 
 WAIT = 30.0  # seconds any test waits for what it expects (a Ray worker starts within it)
@@ -89,11 +89,18 @@ async def wait_until_finished(client: httpx.AsyncClient, run_id: str) -> dict[st
     return await wait_for_run(client, run_id, lambda run: run["status"] in TERMINAL)
 
 
-async def wait_for_log(client: httpx.AsyncClient, run_id: str, within: float = WAIT) -> Any:
-    """The data of the first line a step of the run logs, once it is stored."""
+async def wait_for_log(
+    client: httpx.AsyncClient, run_id: str, within: float = WAIT, *, nth: int = 1
+) -> Any:
+    """The data of the ``nth`` line the steps of the run log, once it is stored."""
     async with asyncio.timeout(within):
         while True:
             lines = (await client.get(f"/runs/{run_id}/logs")).json()["items"]
-            if lines:
-                return lines[0]["data"]
+            if len(lines) >= nth:
+                return lines[nth - 1]["data"]
             await asyncio.sleep(POLL)
+
+
+def run_epoch(url: str, run_id: str) -> int:
+    """The run's fencing epoch, which grows with every claim."""
+    return int(execute(url, f"SELECT epoch FROM runs WHERE id = '{run_id}'")[0][0])

@@ -26,6 +26,16 @@ GATE_SECONDS = 30.0  # how long a step waits for its gate file before it fails
 GATE_POLL_SECONDS = 0.01
 
 
+def _wait_for_file(context: Any, path: str) -> None:
+    """Until ``path`` exists (or the run is cancelled, or ``GATE_SECONDS`` pass)."""
+    deadline = time.monotonic() + GATE_SECONDS
+    while not os.path.exists(path):
+        context.cancellation.wait(GATE_POLL_SECONDS)
+        context.check_cancelled()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path!r} was never created")
+
+
 def _where() -> dict[str, Any]:
     import app
 
@@ -168,12 +178,7 @@ class GatedWhere(BaseStep[Any]):
         for i in range(params.logs):
             context.log("line", {"n": i})
         if self.name == "b":
-            deadline = time.monotonic() + GATE_SECONDS
-            while not os.path.exists(params.gate):
-                context.cancellation.wait(GATE_POLL_SECONDS)
-                context.check_cancelled()
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"gate {params.gate!r} was never opened")
+            _wait_for_file(context, params.gate)
         return StepResult(data=_where())
 
 
@@ -192,4 +197,82 @@ class GatedWhereAction(BaseAction[GateParams]):
             registry.register(GatedWhere(name))
 
 
-PIPELINES = [MixedAction, WaitingAction, BlockOnceAction, HungryAction, GatedWhereAction]
+class ReleaseParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release: str  # a path: the step "stall" waits until a file is there
+
+
+class Where(BaseStep[Any]):
+    """Says where it ran."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult(data=_where())
+
+
+class Stall(Where):
+    """Logs its process id, then waits for the file ``release``, wherever it runs."""
+
+    def execute(self, context: Any) -> StepResult:
+        context.log("pid", {"pid": os.getpid()})
+        _wait_for_file(context, context.params.release)
+        return StepResult(data=_where())
+
+
+class StallAction(BaseAction[ReleaseParams]):
+    """Steps prepare, stall (until a file is there) and finish, each saying where it ran;
+    its runs resume after a crash, running the step cut short again."""
+
+    name = "stall"
+    recovery = Recovery.resume
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Where("prepare"))
+        registry.register(Stall("stall"))
+        registry.register(Where("finish"))
+
+
+class Hog(Where):
+    """Waits for the file ``gate``, then says where it ran."""
+
+    def execute(self, context: Any) -> StepResult:
+        _wait_for_file(context, context.params.gate)
+        return StepResult(data=_where())
+
+
+class HogAction(BaseAction[GateParams]):
+    """One step that needs three CPUs (of the tests' four): two of its runs cannot execute
+    at once, the second waits in Ray's queue."""
+
+    name = "hog"
+    resources = Resources(num_cpus=3)
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Hog("hog"))
+
+
+PIPELINES = [
+    MixedAction, WaitingAction, BlockOnceAction, HungryAction, GatedWhereAction, StallAction,
+    HogAction,
+]  # fmt: skip
