@@ -272,7 +272,58 @@ class HogAction(BaseAction[GateParams]):
         registry.register(Hog("hog"))
 
 
+class LedgerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ledger: str  # a file that every step execution appends its start and its end to
+    hold: float = 0.005  # seconds each step takes between its start and its end
+
+
+class Tally(Where):
+    """Appends ``start`` and ``end`` records (run, step, process, time) to the ledger: one
+    ``write`` each on a file opened for appending, so that the records of all processes
+    land whole and in the order they were written."""
+
+    def _record(self, context: Any, what: str) -> None:
+        run_id = context.runtime_ctx.run_id
+        line = f"{what} {run_id} {self.name} {os.getpid()} {time.monotonic_ns()}\n"
+        descriptor = os.open(context.params.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(descriptor, line.encode())
+        finally:
+            os.close(descriptor)
+
+    def execute(self, context: Any) -> StepResult:
+        self._record(context, "start")
+        context.cancellation.wait(context.params.hold)
+        context.check_cancelled()
+        self._record(context, "end")
+        return StepResult()
+
+
+class TallyAction(BaseAction[LedgerParams]):
+    """Three tiny steps (``hold`` seconds each) that keep a ledger of their executions."""
+
+    name = "tally"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("s1", "s2", "s3"):
+            registry.register(Tally(name))
+
+
+class CappedTallyAction(TallyAction):
+    """``tally``, two runs at a time across the cluster."""
+
+    name = "tally_capped"
+    max_concurrency = 2
+
+
 PIPELINES = [
     MixedAction, WaitingAction, BlockOnceAction, HungryAction, GatedWhereAction, StallAction,
-    HogAction,
+    HogAction, TallyAction, CappedTallyAction,
 ]  # fmt: skip
