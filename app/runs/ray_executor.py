@@ -214,6 +214,10 @@ class RayExecutor:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
+            # Cleared before the claim, not after: a run queued while the claim runs (which
+            # may not see it) leaves the event set, and is claimed at once rather than at
+            # the next poll.
+            self._wakeup.clear()
             free = self.concurrency - len(self._inflight)
             claimed = []
             if free > 0:
@@ -231,7 +235,6 @@ class RayExecutor:
                 self._idle.set()
             if claimed and len(claimed) == free:
                 continue  # there may be more waiting
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wakeup.wait()
