@@ -54,7 +54,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -147,32 +147,50 @@ class Phase:
 
 
 async def phase(
-    server: Server, subscribers: int, produce: Callable[[Tally], Awaitable[int]]
+    server: Server | Sequence[Server],
+    subscribers: int,
+    produce: Callable[[Tally], Awaitable[int]],
+    also: Sequence[Server] = (),
 ) -> tuple[Phase, Tally]:
-    """Connect the subscribers, let ``produce`` make events (it returns how many each
-    subscriber should get), wait for them all, disconnect."""
+    """Connect the subscribers (to each of several servers in turn), let ``produce`` make
+    events (it returns how many each subscriber should get), wait for them all, disconnect.
+    Memory and CPU are summed over the servers, and over ``also`` (servers that take part
+    in the phase without subscribers)."""
+    servers = [server] if isinstance(server, Server) else list(server)
+    measured = [*servers, *also]
+
+    def rss() -> float:
+        return sum(s.rss_mib() for s in measured)
+
+    def server_cpu_seconds() -> float:
+        return sum(s.cpu_seconds() for s in measured)
+
     tally = Tally(subscribers)
-    rss_idle = server.rss_mib()
-    tasks = [asyncio.create_task(follow(server.port, tally, i)) for i in range(subscribers)]
+    rss_idle = rss()
+    tasks = [
+        asyncio.create_task(follow(servers[i % len(servers)].port, tally, i))
+        for i in range(subscribers)
+    ]
     peak = [rss_idle]
 
     async def watch_rss() -> None:
         while True:
-            peak[0] = max(peak[0], server.rss_mib())
+            peak[0] = max(peak[0], rss())
             await asyncio.sleep(RSS_SAMPLE_S)
 
     watcher = asyncio.create_task(watch_rss())
     try:
         # Those that do not connect in time lose every event: the phase goes on without them.
         await wait_for(lambda: tally.connected == subscribers, CONNECT_TIMEOUT_S)
-        await settle(server)
-        rss_connected = server.rss_mib()
-        started, cpu, server_cpu = time.perf_counter(), _cpu_self(), server.cpu_seconds()
+        for each in measured:
+            await settle(each)
+        rss_connected = rss()
+        started, cpu, server_cpu = time.perf_counter(), _cpu_self(), server_cpu_seconds()
         expected = await produce(tally)
         await wait_for(lambda: min(tally.received) >= expected, DRAIN_TIMEOUT_S)
         wall = time.perf_counter() - started
         client_cores = (_cpu_self() - cpu) / wall
-        server_cores = (server.cpu_seconds() - server_cpu) / wall
+        server_cores = (server_cpu_seconds() - server_cpu) / wall
     finally:
         watcher.cancel()
         for task in tasks:

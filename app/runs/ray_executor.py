@@ -7,11 +7,19 @@ resources its pipeline declares. A replica keeps at most ``concurrency`` runs in
 the cluster; the rest wait queued in the database, where any replica can take them. The
 task writes everything the run does to PostgreSQL itself, fenced by the epoch of the claim.
 
-**Leases.** The task renews the run's lease while it executes. The replica renews it too
-while the task is in flight, so that a run waiting in Ray's queue for its resources is not
-taken for an orphan. Ray does not retry a task (``max_retries=0``): a retry would run the
-same claim again from its first step. A task whose worker process died (killed, out of
-memory) has its run released at once, so that recovery need not wait for the lease.
+**Leases.** The task renews the run's lease while it executes. The replica renews it too,
+until the task's first write (the run's log grows past where it was when claimed), so that
+a run waiting in Ray's queue for its resources is not taken for an orphan; from then on
+only the task's renewals keep the run, so a worker process that stops without dying
+(stopped, hung with its machine) lets the lease run out, and the run is taken over under a
+new epoch while the stale task can write nothing more. (A cancel written while the task
+still waits counts as a write too: should it then wait in Ray's queue past the lease, the
+cancel is finished by recovery instead.) Ray does not retry a task
+(``max_retries=0``): a retry would run the same claim again from its first step. A task
+whose worker process died (killed, out of memory) has its run released at once, so that
+recovery need not wait for the lease. A task whose run was taken over stays in flight
+here until Ray reports it ended (``drain`` waits for it, ``stop`` stops it), but no longer
+counts against ``concurrency``.
 
 **Cancel.** The replica that receives a cancel writes it to the store; the task polls for it
 and cancels the run where it executes, with the rollback setting stored with the cancel.
@@ -26,9 +34,11 @@ period to end. Ray ties a task to the process that submitted it, so the runs sti
 executing after that are stopped (their worker processes killed, nothing rolled back) and
 released, for a replica's reconciler to recover them per their pipeline's policy.
 
-Not done here: per-pipeline concurrency limits across the cluster; runs that outlive the
-replica that dispatched them (a detached actor per run would); step-duration metrics of
-runs executed on Ray.
+Per-pipeline concurrency caps hold across the cluster: they count the runs claimed in the
+database, whoever claimed them (``Store.claim_queued``).
+
+Not done here: runs that outlive the replica that dispatched them (a detached actor per run
+would); step-duration metrics of runs executed on Ray.
 """
 
 from __future__ import annotations
@@ -85,13 +95,14 @@ def _signal_handlers_kept() -> Iterator[None]:
                     signal.signal(sig, handler)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # each claim is itself: kept in sets by identity
 class _InFlight:
     """A run submitted to Ray and not yet reported ended."""
 
     run_id: str
     epoch: int
     owner: str
+    seq: int  # the run's last event when it was claimed: the task has written nothing since
     ref: ray.ObjectRef[dict[str, Any]]
     done: asyncio.Future[dict[str, Any]]
 
@@ -123,7 +134,8 @@ class RayExecutor:
         # owners, and the run of a task that died here must be recoverable from here too.
         self._claims = itertools.count(1)
         self._task = ray.remote(max_retries=0, retry_exceptions=False)(execute_run)
-        self._inflight: dict[str, _InFlight] = {}
+        self._inflight: dict[str, _InFlight] = {}  # the latest claim of each run here
+        self._superseded: set[_InFlight] = set()  # older claims whose tasks have not ended
         self._background: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
@@ -160,7 +172,7 @@ class RayExecutor:
                 self._idle.clear()
                 self.wake()
                 await self._idle.wait()
-                if not self._inflight:
+                if not self._inflight and not self._superseded:
                     return
 
     def begin_stop(self) -> None:
@@ -180,7 +192,7 @@ class RayExecutor:
             _done, stuck = await asyncio.wait(claimers, timeout=ABANDON_SECONDS)
             for task in stuck:
                 task.cancel()
-        inflight = list(self._inflight.values())
+        inflight = [*self._inflight.values(), *self._superseded]
         if inflight:
             _ended, late = await asyncio.wait([f.done for f in inflight], timeout=grace)
             for run in inflight:
@@ -202,6 +214,10 @@ class RayExecutor:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
+            # Cleared before the claim, not after: a run queued while the claim runs (which
+            # may not see it) leaves the event set, and is claimed at once rather than at
+            # the next poll.
+            self._wakeup.clear()
             free = self.concurrency - len(self._inflight)
             claimed = []
             if free > 0:
@@ -215,11 +231,10 @@ class RayExecutor:
                 for run, event in claimed:
                     self.bus.publish(event)
                     self._submit(run, owner, recover=False)
-            if not claimed and not self._inflight:
+            if not claimed and not self._inflight and not self._superseded:
                 self._idle.set()
             if claimed and len(claimed) == free:
                 continue  # there may be more waiting
-            self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wakeup.wait()
@@ -238,7 +253,10 @@ class RayExecutor:
             self._in_background(self._fail(run, exc))
             return
         done = asyncio.wrap_future(ref.future())
-        inflight = _InFlight(run.id, run.epoch, owner, ref, done)
+        inflight = _InFlight(run.id, run.epoch, owner, run.last_seq, ref, done)
+        older = self._inflight.get(run.id)
+        if older is not None:  # taken over from a claim of this replica's, still executing
+            self._superseded.add(older)
         self._inflight[run.id] = inflight
         done.add_done_callback(functools.partial(self._ended, inflight))
 
@@ -246,6 +264,7 @@ class RayExecutor:
         run_id = inflight.run_id
         if self._inflight.get(run_id) is inflight:  # not taken over by a newer claim here
             del self._inflight[run_id]
+        self._superseded.discard(inflight)
         self.wake()
         if done.cancelled():
             return
@@ -285,15 +304,21 @@ class RayExecutor:
         self.wake()
 
     async def _renew(self) -> None:
-        """Keep the runs in flight owned, even while they wait for a Ray worker."""
+        """Keep the runs in flight owned while they wait for a Ray worker: until the task
+        writes, after which its own renewals are the proof that it is alive."""
         while True:
             await asyncio.sleep(self.lease_seconds / HEARTBEATS_PER_LEASE)
-            by_owner: dict[str, dict[str, int]] = {}
+            by_owner: dict[str, list[_InFlight]] = {}
             for run in list(self._inflight.values()):
-                by_owner.setdefault(run.owner, {})[run.run_id] = run.epoch
-            for owner, epochs in by_owner.items():
+                by_owner.setdefault(run.owner, []).append(run)
+            for owner, runs in by_owner.items():
                 try:
-                    await self.store.renew_leases(owner, epochs, self.lease_seconds)
+                    await self.store.renew_leases(
+                        owner,
+                        {run.run_id: run.epoch for run in runs},
+                        self.lease_seconds,
+                        while_last_seq={run.run_id: run.seq for run in runs},
+                    )
                 except Exception:
                     log.exception("cannot renew leases")
 

@@ -149,6 +149,10 @@ class WorkerPool:
 
     async def _dispatch(self) -> None:
         while not self._stopping:
+            # Cleared before the claim, not after: a run queued while the claim runs (which
+            # may not see it) leaves the event set, and is claimed at once rather than at
+            # the next poll.
+            self._wakeup.clear()
             free = self.concurrency - len(self._tasks)
             claimed = []
             if free > 0:
@@ -165,7 +169,6 @@ class WorkerPool:
                 self._idle.set()
             if claimed and len(claimed) == free:
                 continue  # there may be more waiting
-            self._wakeup.clear()
             try:
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wakeup.wait()

@@ -64,9 +64,16 @@ class Store(Protocol):
         """Take over unfinished runs whose lease ran out, each under a new epoch."""
 
     async def renew_leases(
-        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+        self,
+        owner: str,
+        epochs: Mapping[str, int],
+        lease_seconds: float,
+        *,
+        while_last_seq: Mapping[str, int] | None = None,
     ) -> set[str]:
-        """Extend ``owner``'s leases; return the runs it no longer holds."""
+        """Extend ``owner``'s leases; return the runs it no longer holds. With
+        ``while_last_seq``, a run is renewed only while its latest event is still the one
+        given (nothing was written since): the others are returned too."""
 
     async def release(self, run_id: str, epoch: int) -> bool:
         """Give up a run unfinished, for recovery to take at once."""

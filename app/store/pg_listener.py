@@ -17,15 +17,13 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
-import socket
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import asyncpg
 
 from app.backoff import backoff_seconds
-from app.store.postgres import EVENTS_CHANNEL
+from app.store.postgres import EVENTS_CHANNEL, application_name
 
 __all__ = ["APPLICATION_NAME", "EventListener"]
 
@@ -34,7 +32,6 @@ log = logging.getLogger("stepline.listener")
 # How the connection shows in pg_stat_activity, followed by "<pid>@<host>" so that an
 # operator can tell which process holds it.
 APPLICATION_NAME = "stepline-events"
-MAX_APPLICATION_NAME = 63  # PostgreSQL's limit (NAMEDATALEN - 1)
 CONNECT_TIMEOUT = 10.0
 PROBE_SECONDS = 10.0  # how long an idle connection goes unchecked
 PROBE_TIMEOUT = 5.0
@@ -43,11 +40,6 @@ BACKOFF_FIRST = 0.1  # seconds before the first attempt to reconnect
 Connection: TypeAlias = "asyncpg.Connection[asyncpg.Record]"
 # What the listener reports: a committed event's id, or None for "maybe several, unknown".
 OnCommit = Callable[[int | None], None]
-
-
-def _application_name() -> str:
-    name = f"{APPLICATION_NAME} {os.getpid()}@{socket.gethostname()}"
-    return name[:MAX_APPLICATION_NAME]
 
 
 def _ignore(_event_id: int | None) -> None:
@@ -94,7 +86,7 @@ class EventListener:
         connection: Connection = await asyncpg.connect(
             self._dsn,
             timeout=CONNECT_TIMEOUT,
-            server_settings={"application_name": _application_name()},
+            server_settings={"application_name": application_name(APPLICATION_NAME)},
         )
         lost = asyncio.Event()
         connection.add_termination_listener(lambda _connection: lost.set())

@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
+import socket
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -62,7 +64,9 @@ from app.store.records import (
 if TYPE_CHECKING:
     from asyncpg.pool import PoolConnectionProxy
 
-__all__ = ["EVENTS_CHANNEL", "PostgresStore", "postgres_dsn"]
+__all__ = [
+    "APPLICATION_NAME", "EVENTS_CHANNEL", "PostgresStore", "application_name", "postgres_dsn",
+]  # fmt: skip
 
 Connection: TypeAlias = "PoolConnectionProxy[asyncpg.Record]"
 
@@ -94,6 +98,9 @@ _STEP_COLUMNS = (
     "finished_at", "duration_seconds", "error", "rollback_status", "rollback_started_at",
     "rollback_finished_at", "rollback_error", "result_data", "rollback_data",
 )  # fmt: skip
+# How the store's connections show in pg_stat_activity, followed by "<pid>@<host>".
+APPLICATION_NAME = "stepline"
+MAX_APPLICATION_NAME = 63  # PostgreSQL's limit (NAMEDATALEN - 1)
 _EVENT_COLUMNS = "id, run_id, seq, type, pipeline, created_at, data"
 # Runs with their steps in one statement, so that a read sees one snapshot without a
 # transaction of its own; step columns get a prefix, as several names clash with the run's.
@@ -145,6 +152,12 @@ def _to_db(column: str, value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     return value
+
+
+def application_name(role: str = APPLICATION_NAME) -> str:
+    """``role`` and the process that holds the connection (``<pid>@<host>``), so that an
+    operator can tell whose each connection (and each running statement) is."""
+    return f"{role} {os.getpid()}@{socket.gethostname()}"[:MAX_APPLICATION_NAME]
 
 
 async def _init_connection(connection: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -309,7 +322,11 @@ class PostgresStore:
         finally:
             await engine.dispose()
         self._pool = await asyncpg.create_pool(
-            self._dsn, min_size=POOL_MIN, max_size=POOL_MAX, init=_init_connection
+            self._dsn,
+            min_size=POOL_MIN,
+            max_size=POOL_MAX,
+            init=_init_connection,
+            server_settings={"application_name": application_name()},
         )
 
     async def close(self) -> None:
@@ -475,19 +492,28 @@ class PostgresStore:
             return [await _read_run(conn, run_id) for run_id in ids]
 
     async def renew_leases(
-        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+        self,
+        owner: str,
+        epochs: Mapping[str, int],
+        lease_seconds: float,
+        *,
+        while_last_seq: Mapping[str, int] | None = None,
     ) -> set[str]:
-        """Extend the leases of the runs ``owner`` holds; return those it no longer holds."""
+        """Extend the leases of the runs ``owner`` holds (with ``while_last_seq``, only
+        those that have written nothing since); return the others."""
         if not epochs:
             return set()
         until = _now() + timedelta(seconds=lease_seconds)
+        ids = list(epochs)
+        seqs = None if while_last_seq is None else [while_last_seq.get(i) for i in ids]
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             renewed = await conn.fetch(
                 "UPDATE runs SET lease_expires_at = $1 "
-                "FROM unnest($2::text[], $3::int[]) AS held(id, epoch) "
+                "FROM unnest($2::text[], $3::int[], $5::int[]) AS held(id, epoch, seq) "
                 "WHERE runs.id = held.id AND runs.epoch = held.epoch AND runs.owner = $4 "
+                "AND ($5::int[] IS NULL OR runs.last_seq = held.seq) "
                 "RETURNING runs.id",
-                until, list(epochs), list(epochs.values()), owner,
+                until, ids, [epochs[i] for i in ids], owner, seqs,
             )  # fmt: skip
         return set(epochs) - {record["id"] for record in renewed}
 

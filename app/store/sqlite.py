@@ -381,19 +381,27 @@ class SqliteStore:
         return await self.writer.submit(job)
 
     async def renew_leases(
-        self, owner: str, epochs: Mapping[str, int], lease_seconds: float
+        self,
+        owner: str,
+        epochs: Mapping[str, int],
+        lease_seconds: float,
+        *,
+        while_last_seq: Mapping[str, int] | None = None,
     ) -> set[str]:
-        """Extend the leases of the runs ``owner`` holds; return those it no longer holds."""
+        """Extend the leases of the runs ``owner`` holds (with ``while_last_seq``, only
+        those that have written nothing since); return the others."""
 
         def job(conn: sqlite3.Connection) -> set[str]:
             until = _time_text(_now() + timedelta(seconds=lease_seconds))
+            sql = "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ? AND epoch = ?"
+            if while_last_seq is not None:
+                sql += " AND last_seq IS ?"
             lost = set()
             for run_id, epoch in epochs.items():
-                cursor = conn.execute(
-                    "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ? AND epoch = ?",
-                    (until, run_id, owner, epoch),
-                )
-                if cursor.rowcount == 0:
+                values: tuple[object, ...] = (until, run_id, owner, epoch)
+                if while_last_seq is not None:
+                    values += (while_last_seq.get(run_id),)
+                if conn.execute(sql, values).rowcount == 0:
                     lost.add(run_id)
             return lost
 

@@ -1,8 +1,8 @@
 """Fixtures of the service tests: an app on a fresh database, an HTTP client, helpers.
 
-The database is a SQLite file. A module whose tests hold for every store overrides
-``backend`` with ``params=BACKENDS`` (from ``tests.databases``): its tests then also run
-on a fresh PostgreSQL database each.
+The database is a SQLite file. A module whose tests hold in every configuration overrides
+``backend`` with ``params=CONFIGURATIONS`` (from ``tests.configurations``): its tests then
+also run on a fresh PostgreSQL database each, with runs executed in process and on Ray.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from app.api.deps import Services
 from app.main import create_app
 from app.settings import Settings
 from app.states import TERMINAL, RunStatus
+from tests.configurations import executor_settings, store_of
 from tests.databases import database_url
 
 WAIT = 20.0  # seconds any test waits for what it expects
@@ -31,19 +32,19 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def backend() -> str:
-    """The store the service runs on."""
+    """The configuration the service runs in (see ``tests.configurations``)."""
     return "sqlite"
 
 
 @pytest.fixture
 def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
-    """The URL of an empty database of ``backend``."""
-    with database_url(backend, tmp_path) as url:
+    """The URL of an empty database of ``backend``'s store."""
+    with database_url(store_of(backend), tmp_path) as url:
         yield url
 
 
 @pytest.fixture
-def settings(store_url: str) -> Settings:
+def settings(store_url: str, backend: str, request: pytest.FixtureRequest) -> Settings:
     return Settings(
         database_url=store_url,
         pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
@@ -51,6 +52,7 @@ def settings(store_url: str) -> Settings:
         workers=4,
         poll_seconds=0.05,
         graceful_shutdown_seconds=0.5,  # tests that stop an app mid-step need not wait long
+        **executor_settings(backend, request),
     )
 
 

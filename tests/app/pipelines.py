@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,35 +24,73 @@ from steps import (
 )
 
 GATE_TIMEOUT = 30.0
+GATE_POLL = 0.01  # seconds between two looks at a gate (and at the run's cancel)
+# A directory shared by the processes of a test session (the tests', Ray workers'): a gate
+# is also a file there, so that a step waits at it wherever the run executes.
+GATES_DIRECTORY = "STEPLINE_TEST_GATES"
+_GATE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class _Flag:
+    """Set in this process (a ``threading.Event``) or in any other (a file)."""
+
+    def __init__(self, event: threading.Event, path: Path | None) -> None:
+        self._event, self._path = event, path
+
+    def set(self) -> None:
+        if self._path is not None:
+            self._path.touch()
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set() or (self._path is not None and self._path.exists())
+
+    def wait(self, timeout: float) -> bool:
+        """Whether the flag was set within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while not self.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            # Wakes at once when set in this process; looks for the file between waits.
+            self._event.wait(min(GATE_POLL, remaining))
+        return True
 
 
 class Gates:
-    """Named gates that steps wait at until a test opens them (thread-safe)."""
+    """Named gates that steps wait at until a test opens them.
+
+    Thread-safe within a process; across processes when ``STEPLINE_TEST_GATES`` names a
+    directory that they share (the tests set it before they start Ray or servers).
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._gates: dict[str, threading.Event] = {}
         self._reached: dict[str, threading.Event] = {}
 
-    def _get(self, table: dict[str, threading.Event], name: str) -> threading.Event:
+    def _get(self, table: dict[str, threading.Event], name: str, suffix: str) -> _Flag:
+        if not _GATE_NAME.fullmatch(name):
+            raise ValueError(f"gate names are letters, digits, '_', '.' and '-': {name!r}")
         with self._lock:
-            return table.setdefault(name, threading.Event())
+            event = table.setdefault(name, threading.Event())
+        directory = os.environ.get(GATES_DIRECTORY)
+        return _Flag(event, Path(directory) / f"{name}.{suffix}" if directory else None)
 
     def open(self, name: str) -> None:
-        self._get(self._gates, name).set()
+        self._get(self._gates, name, "open").set()
 
-    def reached(self, name: str) -> threading.Event:
+    def reached(self, name: str) -> _Flag:
         """Set once a step is waiting at gate ``name``."""
-        return self._get(self._reached, name)
+        return self._get(self._reached, name, "reached")
 
     def wait(self, name: str, context: BaseStepContext) -> None:
         self.reached(name).set()
-        gate = self._get(self._gates, name)
-        deadline = GATE_TIMEOUT
-        while not gate.wait(0.01):
+        gate = self._get(self._gates, name, "open")
+        deadline = time.monotonic() + GATE_TIMEOUT
+        while not gate.wait(GATE_POLL):
             context.check_cancelled()
-            deadline -= 0.01
-            if deadline <= 0:
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"gate {name!r} was never opened")
         # A cancel that came before the gate opened wins, whatever the timing of the wait.
         context.check_cancelled()

@@ -66,6 +66,7 @@ def stepline_serve(
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "serve", "--port", str(port)],
+            cwd=ROOT,  # a Ray driver: its Ray workers get this directory on their path too
             env={**os.environ, **settings},
             stdout=subprocess.DEVNULL,
             stderr=out,

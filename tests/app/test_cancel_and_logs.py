@@ -9,7 +9,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.databases import BACKENDS
+from tests.configurations import CONFIGURATIONS
 
 from .conftest import services_of, wait_until_finished
 from .pipelines import GATES
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CONFIGURATIONS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Every test here on every store."""
     return str(request.param)

@@ -21,7 +21,8 @@ from tests.app.conftest import WAIT, services_of, wait_until_finished
 from tests.app.keys import bearer, create_key, stored_keys
 from tests.app.live import Event, open_stream, serve
 from tests.app.pipelines import GATES
-from tests.databases import BACKENDS, table_counts
+from tests.configurations import CONFIGURATIONS
+from tests.databases import table_counts
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +31,7 @@ ABSENT = "01ARZ3NDEKTSV4RRFFQ69G5FAV"  # a run id no run has
 TABLES = ("runs", "step_runs", "events", "idempotency_keys")
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CONFIGURATIONS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

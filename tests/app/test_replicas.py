@@ -12,12 +12,7 @@ until the test creates the file.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,23 +23,21 @@ from tests.databases import database_url, execute
 from .conftest import WAIT
 from .live import Event, open_stream
 from .processes import free_port, stepline_serve
+from .replicas import (
+    Replicas,
+    as_stored,
+    content,
+    executed_by,
+    held_run,
+    replay,
+    step_started,
+    stored,
+)
 
 pytestmark = pytest.mark.anyio
 
 PIPELINES = "tests.app.pipelines,tests.app.pipelines:FileGateAction"
 TERMINAL_EVENTS = ("run.succeeded", "run.failed", "run.cancelled")
-
-
-@dataclass
-class Replicas:
-    """Two servers on one database, and where the tests' gate files go."""
-
-    database: str
-    a: str
-    b: str
-    pid_a: int
-    pid_b: int
-    gates: Path
 
 
 @pytest.fixture(scope="module")
@@ -72,62 +65,6 @@ async def a(replicas: Replicas) -> AsyncIterator[httpx.AsyncClient]:
 async def b(replicas: Replicas) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=replicas.b, timeout=WAIT) as client:
         yield client
-
-
-@asynccontextmanager
-async def held_run(replicas: Replicas, a: httpx.AsyncClient) -> AsyncIterator[tuple[str, Path]]:
-    """A ``file_gate`` run created through A and held in its step b; yields its id and its
-    gate, and opens the gate when the block ends, whatever happened."""
-    gate = replicas.gates / f"gate-{uuid.uuid4().hex}"
-    response = await a.post("/runs", json={"pipeline": "file_gate",
-                                           "params": {"gate": str(gate), "logs": 2}})  # fmt: skip
-    assert response.status_code == 202, response.text
-    run_id: str = response.json()["id"]
-    try:
-        async with open_stream(a, f"/runs/{run_id}/events", last_event_id=0) as stream:
-            await stream.read_until(step_started("b"), WAIT)
-        yield run_id, gate
-    finally:
-        gate.touch()
-
-
-def step_started(step: str) -> Any:
-    def matches(event: Event) -> bool:
-        return event["event"] == "step.started" and event["data"]["step"] == step
-
-    return matches
-
-
-async def replay(client: httpx.AsyncClient, run_id: str) -> list[Event]:
-    """Every event of an ended run, from the start, as ``client``'s replica replays them."""
-    async with open_stream(client, f"/runs/{run_id}/events", last_event_id=0) as stream:
-        return await stream.read_to_end(WAIT)
-
-
-def stored(replicas: Replicas, run_id: str) -> list[tuple[int, int, str]]:
-    """``(global id, seq, type)`` of each of the run's events in the events table."""
-    return [
-        (int(id_), int(seq), str(type_))
-        for id_, seq, type_ in execute(
-            replicas.database,
-            f"SELECT id, seq, type FROM events WHERE run_id = '{run_id}' ORDER BY seq",
-        )
-    ]
-
-
-def as_stored(events: list[Event]) -> list[tuple[int, int, str]]:
-    """What a run stream sent, as ``stored`` shows it (``id:`` is the run's seq there)."""
-    return [(e["data"]["id"], int(str(e["id"])), str(e["event"])) for e in events]
-
-
-def content(events: list[Event]) -> list[tuple[str | None, str | None, Any]]:
-    """The events as a comparison sees them: which one carried the retry hint is not content."""
-    return [(e["id"], e["event"], e["data"]) for e in events]
-
-
-def executed_by(events: list[Event], pid: int) -> bool:
-    [started] = [e for e in events if e["event"] == "run.started"]
-    return f":{pid}:" in started["data"]["owner"]
 
 
 async def test_a_run_created_on_one_replica_streams_live_from_the_other(

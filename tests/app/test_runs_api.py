@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.databases import BACKENDS, table_counts
+from tests.configurations import CONFIGURATIONS
+from tests.databases import table_counts
 
 from .conftest import services_of, wait_until_finished
 from .pipelines import GATES
@@ -18,7 +20,7 @@ pytestmark = pytest.mark.anyio
 PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(params=BACKENDS)
+@pytest.fixture(params=CONFIGURATIONS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Every test here on every store."""
     return str(request.param)
@@ -284,7 +286,7 @@ async def test_a_bad_label_filter_is_a_400_problem(client: httpx.AsyncClient) ->
 
 async def test_queued_runs_wait_for_a_free_worker(client: httpx.AsyncClient, app: FastAPI) -> None:
     workers = services_of(app).runs.workers
-    gate = "busy-workers"
+    gate = f"busy-workers-{uuid.uuid4().hex}"
     blockers = [
         (await client.post(
             "/runs", json={"pipeline": "controlled", "params": {"gate_at": "a", "gate": gate}}

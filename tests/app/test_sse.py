@@ -19,7 +19,8 @@ from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.databases import BACKENDS, database_url
+from tests.configurations import CONFIGURATIONS, executor_settings, store_of
+from tests.databases import database_url
 
 from .conftest import WAIT, services_of, wait_until_finished
 from .live import Event, open_stream, serve
@@ -67,40 +68,40 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=CONFIGURATIONS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Every test here on every store; module-wide, as the services the tests share are."""
     return str(request.param)
 
 
 @contextmanager
-def settings_for(tmp_path_factory: pytest.TempPathFactory, backend: str) -> Iterator[Settings]:
+def settings_for(request: pytest.FixtureRequest, backend: str) -> Iterator[Settings]:
     """The settings of the ``settings`` fixture, on a database of its own, for a service
     that several tests share."""
-    with database_url(backend, tmp_path_factory.mktemp("live")) as url:
+    tmp_path_factory: pytest.TempPathFactory = request.getfixturevalue("tmp_path_factory")
+    with database_url(store_of(backend), tmp_path_factory.mktemp("live")) as url:
         yield Settings(
             database_url=url,
             pipelines=["tests.app.pipelines", "tests.app.pipelines:NOOP_10"],
             entry_points=False,
             workers=4,
             poll_seconds=0.05,
+            **executor_settings(backend, request),
         )
 
 
 @asynccontextmanager
-async def shared_service(
-    tmp_path_factory: pytest.TempPathFactory, backend: str
-) -> AsyncIterator[Live]:
+async def shared_service(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Live]:
     """A live service on a database of its own, for several tests to share."""
-    with settings_for(tmp_path_factory, backend) as settings:
+    with settings_for(request, backend) as settings:
         async with live_service(settings) as service:
             yield service
 
 
 @pytest.fixture(scope="module")
-async def live(tmp_path_factory: pytest.TempPathFactory, backend: str) -> AsyncIterator[Live]:
+async def live(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Live]:
     """One live service for the tests that only look at runs of their own."""
-    async with shared_service(tmp_path_factory, backend) as service:
+    async with shared_service(request, backend) as service:
         yield service
 
 
@@ -397,11 +398,11 @@ FILTERS: list[tuple[dict[str, str | list[str]], Callable[[Event], bool]]] = [
 
 
 @pytest.fixture(scope="module")
-async def watched(tmp_path_factory: pytest.TempPathFactory, backend: str) -> AsyncIterator[Watched]:
+async def watched(request: pytest.FixtureRequest, backend: str) -> AsyncIterator[Watched]:
     """One unfiltered ``/events`` stream and one filtered to run outcomes, both connected
     before a run that succeeds, one that fails and a ``NOOP_10`` run start, read until all
     three have ended."""
-    async with shared_service(tmp_path_factory, backend) as live:
+    async with shared_service(request, backend) as live:
         wanted = {"type": ["run.succeeded", "run.failed"]}
         async with (
             open_stream(live.client, "/events") as everything,

@@ -1,8 +1,9 @@
 """Fixtures of the Ray executor tests: one small local Ray for the whole session, and an app
 executing its runs there, on a fresh PostgreSQL database for each test.
 
-The Ray workers import ``app`` and the test pipelines from this checkout: Ray puts the
-driver's working directory on its workers' ``sys.path``.
+The local Ray is the session's (``ray_cluster``, in ``tests/conftest.py``). Its workers import
+``app`` and the test pipelines from this checkout: Ray puts the driver's working directory
+on its workers' ``sys.path``.
 """
 
 from __future__ import annotations
@@ -14,34 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-import ray
 from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings
-from tests.databases import database_url
+from tests.databases import database_url, execute
+from tests.raycluster import RayHead
 
 WAIT = 30.0  # seconds any test waits for what it expects (a Ray worker starts within it)
 POLL = 0.05  # between two reads of the state a test waits for
 LEASE_SECONDS = 1.5  # short, so that a crashed run is taken over within the test
-OBJECT_STORE_BYTES = 200 * 1024 * 1024
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[None]:
-    """A local Ray of two CPUs, started once; its processes end with the session."""
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        object_store_memory=OBJECT_STORE_BYTES,
-        namespace="stepline-tests",
-        log_to_driver=False,
-    )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture
@@ -56,10 +40,11 @@ def store_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def settings(store_url: str) -> Settings:
+def settings(store_url: str, ray_cluster: RayHead) -> Settings:
     return Settings(
         database_url=store_url,
         executor="ray",
+        ray_address=ray_cluster.address,
         pipelines=["tests.scaleout.pipelines", "tests.app.pipelines:NOOP_10"],
         demo_pipelines=False,
         entry_points=False,
@@ -71,7 +56,7 @@ def settings(store_url: str) -> Settings:
 
 
 @pytest.fixture
-async def app(ray_cluster: None, settings: Settings) -> AsyncIterator[FastAPI]:
+async def app(ray_cluster: RayHead, settings: Settings) -> AsyncIterator[FastAPI]:
     application = create_app(settings)
     async with application.router.lifespan_context(application):
         yield application
@@ -104,11 +89,18 @@ async def wait_until_finished(client: httpx.AsyncClient, run_id: str) -> dict[st
     return await wait_for_run(client, run_id, lambda run: run["status"] in TERMINAL)
 
 
-async def wait_for_log(client: httpx.AsyncClient, run_id: str, within: float = WAIT) -> Any:
-    """The data of the first line a step of the run logs, once it is stored."""
+async def wait_for_log(
+    client: httpx.AsyncClient, run_id: str, within: float = WAIT, *, nth: int = 1
+) -> Any:
+    """The data of the ``nth`` line the steps of the run log, once it is stored."""
     async with asyncio.timeout(within):
         while True:
             lines = (await client.get(f"/runs/{run_id}/logs")).json()["items"]
-            if lines:
-                return lines[0]["data"]
+            if len(lines) >= nth:
+                return lines[nth - 1]["data"]
             await asyncio.sleep(POLL)
+
+
+def run_epoch(url: str, run_id: str) -> int:
+    """The run's fencing epoch, which grows with every claim."""
+    return int(execute(url, f"SELECT epoch FROM runs WHERE id = '{run_id}'")[0][0])

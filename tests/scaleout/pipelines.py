@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -21,6 +22,18 @@ from steps import (
 )
 
 BLOCK_SECONDS = 60.0  # longer than any test waits: only a cancel or a kill ends the wait
+GATE_SECONDS = 30.0  # how long a step waits for its gate file before it fails
+GATE_POLL_SECONDS = 0.01
+
+
+def _wait_for_file(context: Any, path: str) -> None:
+    """Until ``path`` exists (or the run is cancelled, or ``GATE_SECONDS`` pass)."""
+    deadline = time.monotonic() + GATE_SECONDS
+    while not os.path.exists(path):
+        context.cancellation.wait(GATE_POLL_SECONDS)
+        context.check_cancelled()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path!r} was never created")
 
 
 def _where() -> dict[str, Any]:
@@ -139,4 +152,178 @@ class HungryAction(BaseAction[ActionParams]):
         registry.register(SyncWhere())
 
 
-PIPELINES = [MixedAction, WaitingAction, BlockOnceAction, HungryAction]
+class GateParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gate: str  # a path: step b waits until a file is there
+    logs: int = 0
+
+
+class GatedWhere(BaseStep[Any]):
+    """Logs ``logs`` lines and says where it ran; step b first waits for the file ``gate``."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        params: GateParams = context.params
+        for i in range(params.logs):
+            context.log("line", {"n": i})
+        if self.name == "b":
+            _wait_for_file(context, params.gate)
+        return StepResult(data=_where())
+
+
+class GatedWhereAction(BaseAction[GateParams]):
+    """Steps a, b and c, which say where they ran; b waits for the file ``gate``."""
+
+    name = "gated_where"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("a", "b", "c"):
+            registry.register(GatedWhere(name))
+
+
+class ReleaseParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    release: str  # a path: the step "stall" waits until a file is there
+
+
+class Where(BaseStep[Any]):
+    """Says where it ran."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def progress_weight(self) -> float:
+        return 1.0
+
+    def execute(self, context: Any) -> StepResult:
+        return StepResult(data=_where())
+
+
+class Stall(Where):
+    """Logs its process id, then waits for the file ``release``, wherever it runs."""
+
+    def execute(self, context: Any) -> StepResult:
+        context.log("pid", {"pid": os.getpid()})
+        _wait_for_file(context, context.params.release)
+        return StepResult(data=_where())
+
+
+class StallAction(BaseAction[ReleaseParams]):
+    """Steps prepare, stall (until a file is there) and finish, each saying where it ran;
+    its runs resume after a crash, running the step cut short again."""
+
+    name = "stall"
+    recovery = Recovery.resume
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Where("prepare"))
+        registry.register(Stall("stall"))
+        registry.register(Where("finish"))
+
+
+class Hog(Where):
+    """Waits for the file ``gate``, then says where it ran."""
+
+    def execute(self, context: Any) -> StepResult:
+        _wait_for_file(context, context.params.gate)
+        return StepResult(data=_where())
+
+
+class HogAction(BaseAction[GateParams]):
+    """One step that needs three CPUs (of the tests' four): two of its runs cannot execute
+    at once, the second waits in Ray's queue."""
+
+    name = "hog"
+    resources = Resources(num_cpus=3)
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        registry.register(Hog("hog"))
+
+
+class LedgerParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ledger: str  # a file that every step execution appends its start and its end to
+    hold: float = 0.005  # seconds each step takes between its start and its end
+
+
+class Tally(Where):
+    """Appends ``start`` and ``end`` records (run, step, process, time) to the ledger: one
+    ``write`` each on a file opened for appending, so that the records of all processes
+    land whole and in the order they were written."""
+
+    def _record(self, context: Any, what: str) -> None:
+        run_id = context.runtime_ctx.run_id
+        line = f"{what} {run_id} {self.name} {os.getpid()} {time.monotonic_ns()}\n"
+        descriptor = os.open(context.params.ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(descriptor, line.encode())
+        finally:
+            os.close(descriptor)
+
+    def execute(self, context: Any) -> StepResult:
+        self._record(context, "start")
+        context.cancellation.wait(context.params.hold)
+        context.check_cancelled()
+        self._record(context, "end")
+        return StepResult()
+
+
+class TallyAction(BaseAction[LedgerParams]):
+    """Three tiny steps (``hold`` seconds each) that keep a ledger of their executions."""
+
+    name = "tally"
+
+    def create_context(self) -> BaseStepContext:
+        context = BaseStepContext(self.runtime_ctx)
+        context.params = self.params  # type: ignore[attr-defined]
+        return context
+
+    def setup_steps(self, registry: StepRegistry[Any]) -> None:
+        for name in ("s1", "s2", "s3"):
+            registry.register(Tally(name))
+
+
+class CappedTallyAction(TallyAction):
+    """``tally``, two runs at a time across the cluster."""
+
+    name = "tally_capped"
+    max_concurrency = 2
+
+
+PIPELINES = [
+    MixedAction, WaitingAction, BlockOnceAction, HungryAction, GatedWhereAction, StallAction,
+    HogAction, TallyAction, CappedTallyAction,
+]  # fmt: skip

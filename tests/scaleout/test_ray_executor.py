@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from app.main import create_app
 from app.settings import Settings, SettingsError
+from tests.app.conftest import services_of
 from tests.app.live import open_stream
 
 from .conftest import WAIT, wait_for_run, wait_until_finished
@@ -45,6 +48,26 @@ async def test_a_run_with_sync_and_async_steps_succeeds_in_a_ray_worker_process(
     assert [e["type"] for e in events] == [
         "run.queued", "run.started", "step.started", "step.succeeded", "step.started",
         "step.succeeded", "run.succeeded",
+    ]  # fmt: skip
+
+
+async def test_the_apps_bus_delivers_every_event_a_ray_worker_writes_in_the_logs_order(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    services = services_of(app)
+    async with services.bus.subscribe() as everything:  # every run's events, live
+        run_id = (await client.post("/runs", json={"pipeline": "mixed"})).json()["id"]
+        delivered = []
+        async with asyncio.timeout(WAIT):
+            while not delivered or delivered[-1].type != "run.succeeded":
+                event = await everything.get()
+                assert event is not None
+                delivered.append(event)
+    log = await services.store.run_events(run_id, 0, 1000)
+
+    assert delivered == log  # from run.queued (written here) to run.succeeded (on Ray)
+    assert [e.type for e in delivered][2:] == [
+        "step.started", "step.succeeded", "step.started", "step.succeeded", "run.succeeded",
     ]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,8 +18,9 @@ from app.settings import Settings
 from app.store.postgres import PostgresStore
 from app.store.records import NewRun, NewStep
 from tests.databases import execute
+from tests.raycluster import RayHead
 
-from .conftest import LEASE_SECONDS, wait_for_log, wait_for_run, wait_until_finished
+from .conftest import LEASE_SECONDS, run_epoch, wait_for_log, wait_for_run, wait_until_finished
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +63,7 @@ async def test_a_kill_9_of_the_ray_worker_mid_step_is_recovered_per_the_pipeline
 
 
 async def test_a_run_held_by_a_replica_that_died_is_taken_over_when_its_lease_runs_out(
-    ray_cluster: None, settings: Settings, store_url: str
+    ray_cluster: RayHead, settings: Settings, store_url: str
 ) -> None:
     store = PostgresStore(store_url)
     await store.start()
@@ -98,13 +100,8 @@ async def serving(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-def run_epoch(url: str, run_id: str) -> int:
-    """The run's fencing epoch, which grows with every claim."""
-    return int(execute(url, f"SELECT epoch FROM runs WHERE id = '{run_id}'")[0][0])
-
-
 async def test_a_replica_that_stops_mid_step_releases_the_run_for_recovery(
-    ray_cluster: None, settings: Settings, store_url: str
+    ray_cluster: RayHead, settings: Settings, store_url: str
 ) -> None:
     async with serving(settings) as client:
         run_id = (await client.post("/runs", json={"pipeline": "waiting"})).json()["id"]
@@ -119,3 +116,41 @@ async def test_a_replica_that_stops_mid_step_releases_the_run_for_recovery(
     assert run["status"] == "failed", run
     assert "recovered by rollback (attempt 1 of 3)" in run["error"]["message"]
     assert [s["rollback"]["status"] for s in run["steps"]] == ["rolled_back", "not_supported"]
+
+
+async def test_a_run_waiting_in_rays_queue_keeps_its_lease_until_its_worker_begins(
+    client: httpx.AsyncClient, store_url: str, tmp_path: Path
+) -> None:
+    gate = tmp_path / "gate"
+    body = {"pipeline": "hog", "params": {"gate": str(gate)}}
+    first = (await client.post("/runs", json=body)).json()["id"]
+    await wait_for_run(client, first, lambda run: run["steps"][0]["status"] == "running")
+    second = (await client.post("/runs", json=body)).json()["id"]
+    claimed = await wait_for_run(client, second, lambda run: run["status"] == "running")
+    since = datetime.fromisoformat(claimed["started_at"])
+
+    # Renewed past two leases while its task waits for the CPUs the first run holds.
+    waiting = await wait_for_run(
+        client, second, lambda _run: lease_of(store_url, second) > since + 2 * LEASE
+    )
+    gate.touch()
+    runs = [await wait_until_finished(client, run_id) for run_id in (first, second)]
+
+    assert [s["status"] for s in waiting["steps"]] == ["pending"]
+    assert [run["status"] for run in runs] == ["succeeded", "succeeded"]
+    assert [run_epoch(store_url, run_id) for run_id in (first, second)] == [1, 1]
+    recovered = execute(
+        store_url, f"SELECT count(*) FROM events WHERE type = 'run.recovered' AND run_id IN "
+        f"('{first}', '{second}')",
+    )  # fmt: skip
+    assert recovered == [(0,)]
+
+
+LEASE = timedelta(seconds=LEASE_SECONDS)
+
+
+def lease_of(url: str, run_id: str) -> datetime:
+    """When the run's lease runs out, unless renewed."""
+    [(until,)] = execute(url, f"SELECT lease_expires_at FROM runs WHERE id = '{run_id}'")
+    assert isinstance(until, datetime)
+    return until

@@ -630,6 +630,27 @@ async def test_renewing_extends_held_leases_and_names_the_lost_ones(store: Store
     assert await store.renew_leases("owner-1", {}, LEASE) == set()
 
 
+async def test_renewing_while_nothing_was_written_stops_at_the_runs_first_write(
+    store: Store,
+) -> None:
+    quiet = await running(store, owner="owner-1")
+    busy = await running(store, owner="owner-1")
+    await store.apply(busy.id, progress(1), epoch=busy.epoch)
+    epochs = {quiet.id: quiet.epoch, busy.id: busy.epoch}
+    claimed = {quiet.id: quiet.last_seq, busy.id: busy.last_seq}
+    assert quiet.lease_expires_at is not None
+    busy_until = (await store.get_run(busy.id)).lease_expires_at
+
+    unrenewed = await store.renew_leases("owner-1", epochs, 2 * LEASE, while_last_seq=claimed)
+
+    assert unrenewed == {busy.id}
+    renewed = await store.get_run(quiet.id)
+    assert renewed.lease_expires_at is not None
+    assert renewed.lease_expires_at > quiet.lease_expires_at
+    assert (await store.get_run(busy.id)).lease_expires_at == busy_until
+    assert await store.renew_leases("owner-1", epochs, LEASE) == set()  # without: both
+
+
 # -- reads -----------------------------------------------------------------------------------
 
 
