@@ -16,7 +16,6 @@ import httpx
 
 from .errors import error_for, retry_after
 from .models import (
-    TERMINAL_STATUSES,
     Event,
     LogPage,
     Pipeline,
@@ -85,14 +84,7 @@ def _event(parsed_type: str, parsed_id: str | None, data: str) -> Event:
 
 
 def _ends_run_stream(event: Event) -> bool:
-    if event.terminal:
-        return True
-    # A run already finished sends its snapshot and nothing after it.
-    return (
-        event.type == "run.snapshot"
-        and isinstance(event.data, dict)
-        and event.data.get("status") in TERMINAL_STATUSES
-    )
+    return event.terminal
 
 
 class _Dedup:
@@ -101,12 +93,18 @@ class _Dedup:
     def __init__(self, last_event_id: int | str | None) -> None:
         self.last: str | None = None if last_event_id is None else str(last_event_id)
         self._seq: int | None = int(self.last) if self.last and self.last.isdigit() else None
+        self._after_snapshot = False
 
     def headers(self) -> dict[str, str]:
         return {} if self.last is None else {"Last-Event-ID": self.last}
 
     def accept(self, event: Event) -> bool:
         seq = event.seq
+        # A finished run's snapshot is followed by its terminal event, which the snapshot
+        # already reflects (same id): it is sent so that a stream always ends on it.
+        after_snapshot, self._after_snapshot = self._after_snapshot, event.type == "run.snapshot"
+        if after_snapshot and event.terminal and seq is not None and seq == self._seq:
+            return True
         if seq is not None and self._seq is not None and seq <= self._seq:
             return False
         if seq is not None:

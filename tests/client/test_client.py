@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from stepline_client import AsyncClient, Client, Conflict, Event, InvalidRequest, NotFound, Run
+from stepline_client.models import TERMINAL_STATUSES
 
 from .conftest import WAIT
 
@@ -18,6 +19,17 @@ def seqs(events: list[Event]) -> list[int]:
     numbers = [e.seq for e in events]
     assert None not in numbers
     return [n for n in numbers if n is not None]
+
+
+def assert_gapless_after_the_snapshot(events: list[Event]) -> None:
+    """A run's stream: its snapshot, then each later event once, in order; a run that had
+    already finished sends only its terminal event after the snapshot, with the same seq."""
+    first, *rest = seqs(events)
+    assert events[0].type == "run.snapshot"
+    if events[0].data["status"] in TERMINAL_STATUSES:
+        assert rest == [first]
+    else:
+        assert rest == list(range(first + 1, first + 1 + len(rest)))
 
 
 def assert_failed_at_b(run: Run) -> None:
@@ -84,13 +96,22 @@ def test_events_arrive_in_order_and_end_at_the_terminal_event(base_url: str) -> 
         logs = client.runs.logs(run.id)
         listed = client.runs.list(pipeline="controlled", limit=200)
 
-    assert events[0].type == "run.snapshot"
-    numbers = seqs(events)
-    assert numbers[1:] == list(range(numbers[0] + 1, numbers[-1] + 1))
+    assert_gapless_after_the_snapshot(events)
     assert events[-1].type == "run.succeeded"
     assert [e for e in events if e.terminal] == [events[-1]]
     assert len(logs.items) == 6
     assert run.id in {r.id for r in listed.items}
+
+
+def test_the_events_of_a_finished_run_are_its_snapshot_then_its_terminal_event(
+    base_url: str,
+) -> None:
+    with Client(base_url) as client:
+        run = client.runs.wait(client.runs.create("controlled").id, timeout=WAIT)
+        events = list(client.runs.events(run.id, timeout=WAIT))
+
+    assert [e.type for e in events] == ["run.snapshot", "run.succeeded"]
+    assert seqs(events) == [run.last_event_id, run.last_event_id]
 
 
 def test_resuming_after_an_id_gets_only_later_events(base_url: str) -> None:
@@ -152,10 +173,8 @@ async def test_async_events_arrive_in_order_and_end_at_the_terminal_event(base_u
             if event.data["run_id"] == run.id and event.terminal:
                 break
 
-    assert events[0].type == "run.snapshot"
+    assert_gapless_after_the_snapshot(events)
     assert events[-1].type == "run.failed"
-    numbers = seqs(events)
-    assert numbers == sorted(set(numbers))
     mine = [e.type for e in global_events if e.data["run_id"] == run.id]
     # The snapshot stands for the run's first events; the global stream sends each of them.
     assert mine[0] == "run.queued"
