@@ -108,7 +108,8 @@ def _ray_executor(
         bus,
         catalog,
         WorkerSettings.of(settings),
-        Leadership(settings.database_url),
+        # A frozen leader's session ends after a lease; it checks its lead 3 times a lease.
+        Leadership(settings.database_url, idle_timeout=settings.lease_seconds),
         address=settings.ray_address,
         concurrency=settings.workers,
         poll_seconds=settings.poll_seconds,

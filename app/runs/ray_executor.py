@@ -326,8 +326,12 @@ class RayExecutor:
 
     async def recover(self) -> int:
         """If this replica leads, submit the runs whose lease ran out for recovery."""
+        # The lead is checked on every sweep, busy or not: a leader that stops checking
+        # loses its session to the database's idle timeout, and the lead with it.
+        if self._stopping or not await self.leadership.lead():
+            return 0
         free = self.concurrency - len(self._inflight)
-        if free <= 0 or self._stopping or not await self.leadership.lead():
+        if free <= 0:
             return 0
         owner = self._claim_owner()
         orphans = await self.store.claim_orphans(free, owner, self.lease_seconds)

@@ -4,6 +4,12 @@ The leader holds a session-level advisory lock (``pg_try_advisory_lock``) on a c
 its own, for as long as that connection lives: a replica that stops, crashes or loses its
 connection loses the lock with it, and the next replica to try takes it. Nobody waits for
 the lock; a replica that does not hold it simply does not lead this time round.
+
+A replica that is frozen rather than dead (SIGSTOP, a stalled VM) keeps its connection open,
+so the connection carries PostgreSQL's ``idle_session_timeout``: a leader that has not
+checked its lead for that long loses its session, and the lock with it (PostgreSQL 14 and
+newer; an older server refuses the setting, and the lock then lasts as long as the
+connection).
 """
 
 from __future__ import annotations
@@ -28,11 +34,18 @@ CHECK_TIMEOUT = 5.0
 class Leadership:
     """``lead()`` is True while this process holds the lock ``key`` on ``url``'s database."""
 
-    def __init__(self, url: str, key: int = RECONCILER_LOCK) -> None:
+    def __init__(
+        self, url: str, key: int = RECONCILER_LOCK, idle_timeout: float | None = None
+    ) -> None:
+        """``idle_timeout``: seconds after which the database ends the session of a leader
+        that has stopped checking its lead (None: never). Check more often than that."""
         dsn = postgres_dsn(url)
         if dsn is None:
             raise ValueError(f"{url!r} is not a postgresql+asyncpg URL")
         self._dsn, self.key = dsn, key
+        self._settings = (
+            {} if idle_timeout is None else {"idle_session_timeout": f"{idle_timeout * 1000:.0f}"}
+        )
         self._connection: asyncpg.Connection[asyncpg.Record] | None = None
         self.leading = False
 
@@ -41,7 +54,7 @@ class Leadership:
         try:
             if self._connection is None or self._connection.is_closed():
                 self.leading = False
-                self._connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+                self._connection = await self._connect()
             if self.leading:
                 # The lock lives as long as the session: a connection that answers holds it.
                 await self._connection.fetchval("SELECT 1", timeout=CHECK_TIMEOUT)
@@ -55,6 +68,16 @@ class Leadership:
             log.warning("lost the connection that holds (or would take) the lead", exc_info=True)
             await self._drop()
         return self.leading
+
+    async def _connect(self) -> asyncpg.Connection[asyncpg.Record]:
+        try:
+            return await asyncpg.connect(
+                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self._settings
+            )
+        except asyncpg.UndefinedObjectError:  # before PostgreSQL 14: no idle_session_timeout
+            log.warning("the database has no idle_session_timeout: a frozen leader keeps the lead")
+            self._settings = {}
+            return await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
 
     async def close(self) -> None:
         """Step down: the lock goes with the connection."""
