@@ -23,8 +23,10 @@ RUN groupadd --system --gid 10001 stepline \
 WORKDIR /srv/stepline
 
 # The extras of pyproject.toml installed with the runtime dependencies, comma-separated.
-# postgres lets the image serve the scale-out configuration (deploy/compose.yaml); an empty
-# EXTRAS gives the embedded mode alone. An unknown extra stops the build.
+# postgres lets the image use a PostgreSQL store; postgres,ray-cluster makes it the image of
+# the scale-out configuration (deploy/compose.yaml), for the API replicas and the Ray head
+# and workers alike; an empty EXTRAS gives the embedded mode alone. An unknown extra stops
+# the build.
 ARG EXTRAS=postgres
 
 # Dependencies in their own layer, before any source: the runtime dependencies pyproject.toml

@@ -61,7 +61,10 @@ class Settings(BaseSettings):
         description="Where runs execute: in this process (local) or on a Ray cluster (ray).",
     )
     ray_address: str | None = Field(
-        None, description="The Ray cluster to execute runs on; unset: start a local Ray."
+        None,
+        description="The Ray cluster to execute runs on: host:port of its GCS (from a node of "
+        "the cluster) or ray://host:port of its Ray Client server (from anywhere); unset: "
+        "start a local Ray.",
     )
 
     auth: Literal["auto", "on", "off"] = Field(

@@ -2,7 +2,9 @@
 process of its own, which any process on the machine can join by its address.
 
 Tests in this process join it with ``ray.init(address=...)``; server processes they start
-join it through ``STEPLINE_RAY_ADDRESS``. Each process that joins is a Ray job of its own,
+join it through ``STEPLINE_RAY_ADDRESS``, as drivers on this machine (``address``) or as Ray
+clients (``client_address``, ``ray://``: a driver on a machine without a raylet, as in
+deploy/compose.yaml). Each process that joins is a Ray job of its own,
 and Ray puts the job's working directory on the ``sys.path`` of the job's workers, so a
 driver started in this checkout has its runs execute this checkout's code.
 
@@ -30,15 +32,22 @@ START_SECONDS = 60.0  # the head is up within this, even on a busy machine
 STOP_SECONDS = 60.0  # it drains running tasks for up to 30 s before it stops
 POLL_SECONDS = 0.05  # between two reads of the head's output while it starts
 OBJECT_STORE_BYTES = 200 * 1024 * 1024
+# The head's Ray Client server forks a server process for each client while its gRPC threads
+# run; with gRPC's fork support on, that process now and then dies as it starts (see
+# app/runs/ray_executor.py). It execs at once and needs no fork support: off, as in
+# deploy/compose.yaml.
+HEAD_ENV = {"GRPC_ENABLE_FORK_SUPPORT": "false"}
 STARTED = "Ray runtime started."
 CURRENT_CLUSTER = Path("/tmp/ray/ray_current_cluster")  # where Ray notes the last head
 
 
 @dataclass(frozen=True)
 class RayHead:
-    """A running head: its GCS address and the process of ``ray start``."""
+    """A running head: its GCS address, the address of its Ray Client server and the
+    process of ``ray start``."""
 
     address: str
+    client_address: str
     pid: int
     cpus: int
 
@@ -51,7 +60,7 @@ def _ray_command() -> str:
 def ray_head(directory: Path, *, cpus: int, env: Mapping[str, str] = {}) -> Iterator[RayHead]:
     """A Ray head of ``cpus`` logical CPUs, its output in ``directory``; stopped, with all
     its processes, when the block ends."""
-    port = free_port()
+    port, client_port = free_port(), free_port()
     log = directory / f"ray-head-{port}.log"
     command = [
         _ray_command(), "start", "--head", "--block", f"--port={port}", f"--num-cpus={cpus}",
@@ -60,12 +69,15 @@ def ray_head(directory: Path, *, cpus: int, env: Mapping[str, str] = {}) -> Iter
         # Ports of its own, so that it does not depend on the defaults being free.
         f"--dashboard-port={free_port()}",
         f"--dashboard-agent-listen-port={free_port()}",
+        # Ray Client's server: started on 10001 by default wherever grpcio is installed,
+        # where two heads on one machine would clash.
+        f"--ray-client-server-port={client_port}",
     ]  # fmt: skip
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
             cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+            env={**os.environ, "PYTHONPATH": str(ROOT), **HEAD_ENV, **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its processes can be stopped as a group if need be
@@ -73,7 +85,7 @@ def ray_head(directory: Path, *, cpus: int, env: Mapping[str, str] = {}) -> Iter
     try:
         _wait_until_started(process, log)
         address = f"{_node_address(log)}:{port}"
-        yield RayHead(address, process.pid, cpus)
+        yield RayHead(address, f"ray://127.0.0.1:{client_port}", process.pid, cpus)
     finally:
         _stop(process)
         with contextlib.suppress(OSError):

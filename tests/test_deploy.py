@@ -7,6 +7,7 @@ Neither Docker nor nginx is needed: the files are read, not run.
 
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
 import json
 import re
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import uvicorn
 import yaml
+from packaging.requirements import Requirement
 
 from app.errors import PROBLEM_BASE
 from app.settings import Settings
@@ -31,7 +33,10 @@ COMPOSE = DEPLOY / "compose.yaml"
 NGINX_CONF = DEPLOY / "nginx.conf"
 
 API_REPLICAS = ("api-1", "api-2")
-SERVICES = {"postgres", "ray-head", "ray-worker", *API_REPLICAS, "nginx"}
+RAY_NODES = ("ray-head", "ray-worker")
+STEPLINE_SERVICES = (*API_REPLICAS, *RAY_NODES)  # built from the project's Dockerfile
+SERVICES = {"postgres", *RAY_NODES, *API_REPLICAS, "nginx"}
+CLUSTER_EXTRA = "ray-cluster"
 # The Ray executor's settings: the compose file sets them for the executor, which reads them
 # from Settings once it is part of the app. Until then they are the only STEPLINE_* names
 # here that Settings may lack.
@@ -56,12 +61,33 @@ def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
+INTERPOLATION = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
 def environment(service: dict[str, Any]) -> dict[str, str]:
-    """A service's environment, written as a mapping or as a list of NAME=value."""
+    """A service's environment, written as a mapping or as a list of NAME=value, with the
+    compose variables (``${NAME:-default}``) as compose sets them when the environment of
+    ``docker compose`` has none: their defaults."""
     env = service.get("environment", {})
     if isinstance(env, list):
         env = dict(item.split("=", 1) for item in env)
-    return {str(k): str(v) for k, v in env.items()}
+    return {str(k): INTERPOLATION.sub(lambda m: m[2] or "", str(v)) for k, v in env.items()}
+
+
+def pins() -> dict[str, str]:
+    """constraints.txt: each package's version, by its normalised name."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    found = [line.split("==", 1) for line in lines if "==" in line and not line.startswith("#")]
+    return {normalised(name): version for name, version in found}
+
+
+def normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def extras() -> dict[str, list[str]]:
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return dict(found["optional-dependencies"])
 
 
 def command(service: dict[str, Any]) -> list[str]:
@@ -138,22 +164,50 @@ def test_the_api_replicas_outlive_their_graceful_shutdown(
         assert seconds(stop) > grace, f"{name}: Docker kills it after {stop}"
 
 
-def test_the_api_replicas_are_built_from_the_project_with_the_extras_they_need(
+def test_the_replicas_and_the_ray_nodes_are_one_build_of_the_project_with_the_cluster_extra(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
-        "optional-dependencies"
-    ]
+    known = extras()
+    builds = [services[name]["build"] for name in STEPLINE_SERVICES]
 
-    for name in API_REPLICAS:
-        build = services[name]["build"]
-        assert (DEPLOY / build["context"]).resolve() == ROOT, name
-        assert build.get("dockerfile", "Dockerfile") == "Dockerfile", name
-        wanted = [e.strip() for e in build["args"]["EXTRAS"].split(",")]
-        assert set(wanted) <= set(extras), f"{name}: no such extra in pyproject.toml"
-        assert "postgres" in wanted, name
-        if "ray" in extras:
-            assert "ray" in wanted, f"{name}: STEPLINE_EXECUTOR=ray needs the ray extra"
+    # The same context, Dockerfile and arguments: one image, so that the Ray clients (the
+    # replicas) and the cluster run the same Python, Ray and Stepline.
+    assert all(build == builds[0] for build in builds)
+    assert all("image" not in services[name] for name in STEPLINE_SERVICES)
+    build = builds[0]
+    assert (DEPLOY / build["context"]).resolve() == ROOT
+    assert build.get("dockerfile", "Dockerfile") == "Dockerfile"
+    wanted = [e.strip() for e in build["args"]["EXTRAS"].split(",")]
+    assert set(wanted) <= set(known), "no such extra in pyproject.toml"
+    assert "postgres" in wanted
+    assert CLUSTER_EXTRA in wanted  # ray[default]: the dashboard, the agent, Ray Client
+
+
+def test_the_ray_extras_bring_ray_client_and_the_clusters_services_at_the_pinned_version() -> None:
+    known, pinned = extras(), pins()
+
+    assert pinned["ray"]
+    assert f"ray[client]=={pinned['ray']}" in known["ray"]  # grpcio: ray:// needs it
+    assert f"ray[default]=={pinned['ray']}" in known[CLUSTER_EXTRA]
+    assert f"ray[client]=={pinned['ray']}" in known["dev"]  # the tests use Ray Client
+    for extra in ("ray", CLUSTER_EXTRA):
+        assert any(d.startswith("asyncpg==") for d in known[extra]), "the workers write runs"
+
+
+def test_constraints_pin_every_package_ray_default_and_client_need_here() -> None:
+    ray = importlib.metadata.distribution("ray")
+    pinned = pins()
+    needed = set()
+    for requirement in map(Requirement, ray.requires or []):
+        marker = requirement.marker
+        if marker is not None and any(
+            marker.evaluate({"extra": extra}) for extra in ("default", "client")
+        ):
+            needed.add(normalised(requirement.name))
+
+    assert ray.version == pinned["ray"]
+    assert {"grpcio", "aiohttp", "aiohttp-cors", "opencensus", "py-spy"} <= needed
+    assert needed - set(pinned) == set()
 
 
 def test_the_dockerfile_installs_the_postgres_extra_by_default() -> None:
@@ -183,26 +237,57 @@ def test_every_stepline_variable_is_a_setting(services: dict[str, dict[str, Any]
         Settings(**given)
 
 
-def test_the_ray_cluster_runs_the_apis_python_and_ray_versions(
+def test_the_replicas_and_the_ray_nodes_name_the_same_pipelines(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    head, worker = services["ray-head"]["image"], services["ray-worker"]["image"]
-    (base,) = [i.args for i in instructions(DOCKERFILE.read_text()) if i.keyword == "FROM"]
-    python = re.match(r"python:(\d+)\.(\d+)", base)
-    assert python, base
-    pins = dict(
-        line.split("==", 1)
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line and not line.startswith("#")
-    )
-    match = re.fullmatch(r"rayproject/ray:(\d+\.\d+\.\d+)-py(\d)(\d+)(-cpu)?", head)
+    # The replicas load them, the workers import them for each task: one value, set once.
+    values = {name: environment(services[name]).get("STEPLINE_PIPELINES") for name in
+              STEPLINE_SERVICES}  # fmt: skip
+    raw = {str(services[name]["environment"]["STEPLINE_PIPELINES"]) for name in STEPLINE_SERVICES}
 
-    assert worker == head
-    assert match, head
-    assert match.group(2, 3) == python.group(1, 2), "Ray's client needs the same Python"
-    if "ray" in {name.lower() for name in pins}:
-        pinned = next(v for k, v in pins.items() if k.lower() == "ray")
-        assert match.group(1) == pinned, "Ray's client needs the same Ray version"
+    assert None not in values.values(), values
+    assert len(set(values.values())) == 1, values
+    assert raw == {"${STEPLINE_PIPELINES:-}"}  # from the environment of docker compose
+
+
+def test_the_workers_reach_the_replicas_database_and_take_its_url_from_the_tasks(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    urls = {environment(services[name])["STEPLINE_DATABASE_URL"] for name in API_REPLICAS}
+    (url,) = urls
+    host = url.split("@", 1)[1].split(":", 1)[0]
+    worker = services["ray-worker"]
+
+    assert host in services  # a service of this file, on its network
+    assert "networks" not in worker
+    assert all("networks" not in services[n] for n in API_REPLICAS)
+    # The URL comes with each task (app/runs/remote.py): a worker's own would be ignored.
+    assert "STEPLINE_DATABASE_URL" not in environment(worker)
+    assert worker["depends_on"][host]["condition"] == "service_healthy"
+
+
+def test_the_ray_nodes_run_as_the_images_user_with_room_for_the_object_store(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    (user,) = [i.args for i in instructions(DOCKERFILE.read_text()) if i.keyword == "USER"]
+
+    assert user.split(":")[0] not in {"root", "0"}
+    for name in RAY_NODES:
+        node = services[name]
+        assert "user" not in node, name  # the image's
+        assert node["shm_size"] == "1gb", name
+        assert environment(node)["RAY_USAGE_STATS_ENABLED"] == "0", name
+        # the Dockerfile's HEALTHCHECK asks the API: each node has one of its own
+        assert not any("/healthz" in word for word in node["healthcheck"]["test"]), name
+    # Its client server's processes for the replicas start reliably (app/runs/ray_executor.py)
+    assert environment(services["ray-head"])["GRPC_ENABLE_FORK_SUPPORT"] == "false"
+    head_check = " ".join(services["ray-head"]["healthcheck"]["test"])
+    assert "8265/api/gcs_healthz" in head_check  # the dashboard: ray[default]
+    assert "52365/api/local_raylet_healthz" in head_check  # the node's agent: ray[default]
+    worker_check = " ".join(services["ray-worker"]["healthcheck"]["test"])
+    assert "52365/api/local_raylet_healthz" in worker_check
+    assert "load_pipelines" in worker_check
+    assert "STEPLINE_PIPELINES" in worker_check
 
 
 def test_the_ray_workers_join_the_head(services: dict[str, dict[str, Any]]) -> None:
@@ -214,6 +299,7 @@ def test_the_ray_workers_join_the_head(services: dict[str, dict[str, Any]]) -> N
     assert worker[:2] == ["ray", "start"]
     assert "--block" in worker
     assert option(worker, "--address") == f"ray-head:{option(head, '--port')}"
+    assert option(head, "--num-cpus") == "0"  # the workers execute the runs
     assert services["ray-worker"]["depends_on"]["ray-head"]["condition"] == "service_healthy"
     assert services["ray-worker"]["deploy"]["replicas"] == 2
 

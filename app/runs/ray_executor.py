@@ -37,6 +37,13 @@ released, for a replica's reconciler to recover them per their pipeline's policy
 Per-pipeline concurrency caps hold across the cluster: they count the runs claimed in the
 database, whoever claimed them (``Store.claim_queued``).
 
+**Joining the cluster.** ``address`` is a Ray node's GCS (``host:6379``: this process must
+run on a node of the cluster, beside a raylet) or a Ray Client server (``ray://host:10001``:
+anywhere, as the API replicas of deploy/compose.yaml do). The executor uses the Ray APIs that
+behave alike in both (tasks, their refs' futures, ``ray.cancel``); the tests run it both ways.
+Over Ray Client the head starts a server process for each replica, which submits its tasks:
+that process must import ``app`` too, so the head runs Stepline's image as the workers do.
+
 Not done here: runs that outlive the replica that dispatched them (a detached actor per run
 would); step-duration metrics of runs executed on Ray.
 """
@@ -73,6 +80,13 @@ __all__ = ["RayExecutor"]
 log = logging.getLogger("stepline.ray")
 
 HEARTBEATS_PER_LEASE = 3
+CLIENT_PREFIX = "ray://"
+# Ray Client's head forks a server process for each client, and with gRPC's fork support on
+# in the head (GRPC_ENABLE_FORK_SUPPORT; deploy/compose.yaml turns it off) that process now
+# and then dies as it starts (a race with gRPC's threads in the forking process; Ray issue
+# 63202): the connection then fails, after about 40 s, with ConnectionAbortedError, and the
+# next attempt gets a new process.
+CLIENT_CONNECT_ATTEMPTS = 3
 ABANDON_SECONDS = 5.0  # how long killed tasks get to be reported ended by Ray
 # Ray reports these once the worker process that executed the task is gone: nothing of the
 # run can still be executing, so it may be recovered at once.
@@ -93,6 +107,25 @@ def _signal_handlers_kept() -> Iterator[None]:
             for sig, handler in kept.items():
                 if handler is not None:
                     signal.signal(sig, handler)
+
+
+def _join(address: str | None) -> None:
+    """``ray.init`` for ``address``: a driver on this node (or a local Ray, with no address),
+    or a Ray Client, whose connection is tried again when the head fails to serve it."""
+    if address is None or not address.startswith(CLIENT_PREFIX):
+        ray.init(address=address, include_dashboard=False, namespace="stepline")
+        return
+    for attempt in range(1, CLIENT_CONNECT_ATTEMPTS + 1):
+        try:
+            # Only what Ray Client takes: the other options of ray.init would be passed to
+            # the server process's own ray.init.
+            ray.init(address=address, namespace="stepline")
+            return
+        except ConnectionError as exc:
+            if attempt == CLIENT_CONNECT_ATTEMPTS:
+                raise
+            log.warning("cannot connect to Ray at %s (attempt %d of %d): %s; trying again",
+                        address, attempt, CLIENT_CONNECT_ATTEMPTS, exc)  # fmt: skip
 
 
 @dataclass(slots=True, eq=False)  # each claim is itself: kept in sets by identity
@@ -152,7 +185,7 @@ class RayExecutor:
         if not ray.is_initialized():
             # Blocking, once, before the service accepts requests.
             with _signal_handlers_kept():
-                ray.init(address=self.address, include_dashboard=False, namespace="stepline")
+                _join(self.address)
             self._started_ray = True
         self._loops = [
             asyncio.create_task(self._dispatch(), name=_DISPATCHER),

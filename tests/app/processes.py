@@ -28,10 +28,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def wait_until_listening(
+    process: subprocess.Popen[bytes], port: int, log: Path, within: float = START_SECONDS
+) -> None:
     """Connect until the server accepts (uvicorn listens once its start-up is complete),
-    it exits (``ServerExited``), or ``START_SECONDS`` pass."""
-    deadline = time.monotonic() + START_SECONDS
+    it exits (``ServerExited``), or ``within`` seconds pass."""
+    deadline = time.monotonic() + within
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=CONNECT_SECONDS):
@@ -39,7 +41,7 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path)
         except OSError:
             if time.monotonic() > deadline:
                 raise AssertionError(
-                    f"not listening on {port} after {START_SECONDS}s:\n{log.read_text()}"
+                    f"not listening on {port} after {within}s:\n{log.read_text()}"
                 ) from None
         try:  # wait a little before the next attempt, noticing at once if the server died
             code = process.wait(timeout=RETRY_SECONDS)
@@ -50,11 +52,16 @@ def wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path)
 
 @contextlib.contextmanager
 def stepline_serve(
-    database: Path, port: int, env: dict[str, str], *, die_ok: bool = False
+    database: Path,
+    port: int,
+    env: dict[str, str],
+    *,
+    die_ok: bool = False,
+    start_seconds: float = START_SECONDS,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``stepline serve`` on ``database`` and ``port``, with the test pipelines and ``env``;
-    killed if it outlives the block. With ``die_ok`` it may die while starting (a run it
-    recovers kills it)."""
+    """``stepline serve`` on ``database`` and ``port``, with the test pipelines and ``env``,
+    listening within ``start_seconds``; killed if it outlives the block. With ``die_ok`` it
+    may die while starting (a run it recovers kills it)."""
     log = database.with_name(f"server-{port}.log")
     settings = {
         "PYTHONPATH": str(ROOT),
@@ -73,7 +80,7 @@ def stepline_serve(
         )
         try:
             try:
-                wait_until_listening(process, port, log)
+                wait_until_listening(process, port, log, start_seconds)
             except ServerExited:
                 if not die_ok:
                     raise
