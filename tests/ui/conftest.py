@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ CHROMIUM_ARGS = [
 ]
 PIPELINES = "tests.ui.pipelines"
 WAIT_MS = 20_000  # the longest any page state is waited for
+POLL_MS = 50  # between two checks of a page state that no event announces
 SHOTS = Path("/tmp/ui-shots")
 VIEWPORT = {"width": 1280, "height": 900}
 
@@ -155,6 +157,18 @@ def screenshot(artifacts: Path) -> Screenshot:
         return path
 
     return take
+
+
+def wait_until(page: Page, expression: str) -> None:
+    """Until ``expression`` is truthy in ``page``. Not ``page.wait_for_function``: that
+    polls by evaluating the expression inside the page, which the dashboard's CSP (no
+    'unsafe-eval') refuses whenever the first check is false. ``page.evaluate`` goes through
+    DevTools, which the page's CSP does not govern."""
+    deadline = time.monotonic() + WAIT_MS / 1000
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {WAIT_MS} ms: {expression}")
+        page.wait_for_timeout(POLL_MS)  # no event says when the page scrolled
 
 
 def open_page(browser: Browser, url: str, **options: object) -> tuple[Page, Watch]:

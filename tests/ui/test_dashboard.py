@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 
-from .conftest import Screenshot, Server, Watch
+from .conftest import Screenshot, Server, Watch, wait_until
 
 RUN_URL = re.compile(r"/ui/runs/([0-9A-Z]{26})$")
 
@@ -212,7 +212,7 @@ def test_a_new_run_waits_behind_a_button_while_the_list_is_scrolled_down(
     first = page.locator("table.runs tbody tr").first
     top_run = first.get_attribute("data-run")
     page.mouse.wheel(0, 400)
-    page.wait_for_function("window.scrollY > 50")
+    wait_until(page, "window.scrollY > 50")
 
     run_id = server.start("upload", {"step_seconds": 0, "files": 1})
 
@@ -290,7 +290,7 @@ def test_the_log_follows_only_at_its_bottom_and_keeps_the_last_2000_lines(
     log, lines = page.locator("ol.log"), page.locator("ol.log li")
     at_bottom = "l => l.scrollHeight - l.scrollTop - l.clientHeight < 2"
     expect(lines).to_have_count(3 * 550)  # fetch, prepare, wait (held at its gate)
-    page.wait_for_function(f"({at_bottom})(document.querySelector('ol.log'))")
+    wait_until(page, f"({at_bottom})(document.querySelector('ol.log'))")
 
     log.evaluate("l => { l.scrollTop = 0; }")
     gate.touch()
