@@ -44,9 +44,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from _harness import (
     CLOCK_TICKS,
+    HOST,
     PIPELINE,
     PIPELINES_SETTING,
     Row,
@@ -60,8 +60,9 @@ from _harness import (
     summary_of,
     to_row,
 )
+from _raw_http import RawClient
 from _scaleout import database, ray_head, stepline_on, unavailable
-from pipeline_e2e import REQUEST_TIMEOUT_S, WARMUP_S, Window, one_run, window
+from pipeline_e2e import WARMUP_S, Window, one_run, window
 
 DEFAULT_REPS = 3
 DEFAULT_SECONDS = 3.0
@@ -90,7 +91,7 @@ class Measured:
 
 
 async def measured_window(
-    client: httpx.AsyncClient, server: Server, clients: int, seconds: float
+    client: RawClient, server: Server, clients: int, seconds: float
 ) -> tuple[Window, float]:
     busy, started = machine_busy_seconds(), time.perf_counter()
     result = await window(client, server, clients, seconds)
@@ -101,13 +102,7 @@ async def sample(
     servers: dict[str, Server], reps: int, seconds: float, counts: tuple[int, ...], warm: int
 ) -> dict[str, Measured]:
     out = {kind: Measured({n: [] for n in counts}, {n: [] for n in counts}) for kind in KINDS}
-    limits = httpx.Limits(max_connections=4 * max(counts), max_keepalive_connections=None)
-    clients = {
-        kind: httpx.AsyncClient(
-            base_url=server.url, limits=limits, timeout=REQUEST_TIMEOUT_S, trust_env=False
-        )
-        for kind, server in servers.items()
-    }
+    clients = {kind: RawClient(HOST, server.port) for kind, server in servers.items()}
     try:
         for kind in KINDS:
             # Ray starts a worker process for each task it runs at once, the first time:
@@ -124,7 +119,7 @@ async def sample(
                     out[kind].machine_cores[n].append(cores)
     finally:
         for client in clients.values():
-            await client.aclose()
+            client.close()
     return out
 
 
