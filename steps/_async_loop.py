@@ -270,8 +270,10 @@ async def _attempts(
             if on_loop:
                 result = await interrupter.wait(step.execute(context), limit, step.name)
             else:
-                result = await asyncio.to_thread(step.execute, context)
-                run.flush_thread_progress()
+                try:
+                    result = await asyncio.to_thread(step.execute, context)
+                finally:  # raised or returned: its last report comes before its end
+                    run.flush_thread_progress()
                 if inspect.isawaitable(result):
                     result = await interrupter.wait(result, limit, step.name)
             if interrupter.withdraw():  # the step swallowed our cancel

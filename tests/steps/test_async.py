@@ -8,10 +8,12 @@ import time
 
 import pytest
 
-from steps import EventType, Orchestrator, StepFailedError
+from steps import EventType, Orchestrator, RetryPolicy, StepFailedError
 from steps._run import THREAD_PROGRESS_INTERVAL
 
 from .conftest import AsyncStep, Ctx, Recorder, Step, registry_of
+
+WAIT = 10.0  # seconds a test waits for what it expects
 
 
 def test_a_mixed_registry_runs_in_order_with_execute_async(ctx: Ctx) -> None:
@@ -147,3 +149,41 @@ def test_execute_async_works_for_a_purely_sync_registry(ctx: Ctx) -> None:
     result = asyncio.run(Orchestrator(registry_of(Step("a"), Step("b")), ctx).execute_async())
 
     assert result["steps_executed"] == 2
+
+
+def test_a_failed_attempts_last_progress_comes_before_its_retry(ctx: Ctx) -> None:
+    handed_over = threading.Event()
+    attempts = []
+
+    def report_then_maybe_fail(context: Ctx) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            context.set_progress(0.2)
+            assert handed_over.wait(WAIT)  # the loop has it: the next report waits its turn
+            context.set_progress(0.5)  # then the step fails within the hand-over interval
+
+    recorder = Recorder()
+    recorder_on_event = recorder.on_event
+
+    def on_event(event: object) -> None:
+        recorder_on_event(event)  # type: ignore[arg-type]
+        if recorder.events[-1].type is EventType.step_progress:
+            handed_over.set()
+
+    recorder.on_event = on_event  # type: ignore[method-assign]
+    step = Step(
+        "a", 1, action=report_then_maybe_fail, fail=ValueError("once"), fail_times=1,
+        retry=RetryPolicy(max_attempts=2, initial_delay=0, jitter=0),
+    )  # fmt: skip
+
+    async def main() -> None:
+        await Orchestrator(registry_of(step), ctx, observers=[recorder]).execute_async()
+
+    asyncio.run(main())
+
+    types = [e.type for e in recorder.events]
+    progress = [e.step_progress for e in recorder.events if e.type is EventType.step_progress]
+    assert progress == [0.2, 0.5]
+    assert max(i for i, t in enumerate(types) if t is EventType.step_progress) < types.index(
+        EventType.step_retrying
+    )
