@@ -108,8 +108,9 @@ def _ray_executor(
         bus,
         catalog,
         WorkerSettings.of(settings),
-        # A frozen leader's session ends after a lease; it checks its lead 3 times a lease.
-        Leadership(settings.database_url, idle_timeout=settings.lease_seconds),
+        # A frozen leader's session ends after two leases; it checks its lead 3 times a
+        # lease, between sweeps that may take a while.
+        Leadership(settings.database_url, idle_timeout=2 * settings.lease_seconds),
         address=settings.ray_address,
         concurrency=settings.workers,
         poll_seconds=settings.poll_seconds,

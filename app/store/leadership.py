@@ -43,9 +43,7 @@ class Leadership:
         if dsn is None:
             raise ValueError(f"{url!r} is not a postgresql+asyncpg URL")
         self._dsn, self.key = dsn, key
-        self._settings = (
-            {} if idle_timeout is None else {"idle_session_timeout": f"{idle_timeout * 1000:.0f}"}
-        )
+        self._idle_timeout = idle_timeout
         self._connection: asyncpg.Connection[asyncpg.Record] | None = None
         self.leading = False
 
@@ -70,14 +68,18 @@ class Leadership:
         return self.leading
 
     async def _connect(self) -> asyncpg.Connection[asyncpg.Record]:
-        try:
-            return await asyncpg.connect(
-                self._dsn, timeout=CONNECT_TIMEOUT, server_settings=self._settings
-            )
-        except asyncpg.UndefinedObjectError:  # before PostgreSQL 14: no idle_session_timeout
-            log.warning("the database has no idle_session_timeout: a frozen leader keeps the lead")
-            self._settings = {}
-            return await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+        connection = await asyncpg.connect(self._dsn, timeout=CONNECT_TIMEOUT)
+        if self._idle_timeout is not None:
+            # SET after connecting, not a startup parameter: a pooler in front may refuse
+            # unknown startup parameters, and then nobody would ever lead.
+            try:
+                await connection.execute(
+                    f"SET idle_session_timeout = {self._idle_timeout * 1000:.0f}",
+                    timeout=CHECK_TIMEOUT,
+                )
+            except asyncpg.PostgresError as exc:  # before PostgreSQL 14, say
+                log.warning("no idle_session_timeout (%s): a frozen leader keeps the lead", exc)
+        return connection
 
     async def close(self) -> None:
         """Step down: the lock goes with the connection."""
