@@ -67,6 +67,8 @@ class Row {
 
   apply(type, event) {
     const run = this.run;
+    if (event.seq <= (run.last_event_id ?? 0)) return; // already in this row's state
+    run.last_event_id = event.seq;
     run.status = event.status ?? run.status;
     run.progress = event.progress ?? run.progress;
     if (type === "run.started") run.started_at ??= event.time;
@@ -232,8 +234,11 @@ class RunsList {
     for (const run of [...data.items].reverse()) {
       const row = this.rows.get(run.id);
       if (row) {
-        row.run = run;
-        row.paint();
+        // Only if newer: a live event may have overtaken this read.
+        if ((run.last_event_id ?? 0) > (row.run.last_event_id ?? 0)) {
+          row.run = run;
+          row.paint();
+        }
       } else if (!this.asked.has(run.id)) {
         this.asked.add(run.id);
         this.place(run);
