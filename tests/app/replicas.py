@@ -8,8 +8,8 @@ creates the file.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,11 @@ from tests.databases import execute
 
 from .conftest import WAIT
 from .live import Event, open_stream
+from .processes import free_port, stepline_serve
 
 __all__ = [
     "Replicas", "as_stored", "content", "executed_by", "held_run", "replay", "step_started",
-    "stored",
+    "stored", "two_replicas",
 ]  # fmt: skip
 
 
@@ -37,6 +38,21 @@ class Replicas:
     pid_a: int
     pid_b: int
     gates: Path
+
+
+@contextmanager
+def two_replicas(database: str, directory: Path, env: dict[str, str]) -> Iterator[Replicas]:
+    """Two ``stepline serve`` processes on ``database``, with ``env``. A executes the runs
+    created through it; B looks for queued runs so rarely (once an hour) that it takes none,
+    so whatever B streams came to it through the database."""
+    env = {**env, "STEPLINE_DATABASE_URL": database}
+    port_a, port_b = free_port(), free_port()
+    with (
+        stepline_serve(directory / "a", port_a, {**env, "STEPLINE_POLL_SECONDS": "0.5"}) as a,
+        stepline_serve(directory / "b", port_b, {**env, "STEPLINE_POLL_SECONDS": "3600"}) as b,
+    ):
+        yield Replicas(database, f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}",
+                       a.pid, b.pid, directory)  # fmt: skip
 
 
 @asynccontextmanager

@@ -22,7 +22,6 @@ from tests.databases import database_url, execute
 
 from .conftest import WAIT
 from .live import Event, open_stream
-from .processes import free_port, stepline_serve
 from .replicas import (
     Replicas,
     as_stored,
@@ -32,6 +31,7 @@ from .replicas import (
     replay,
     step_started,
     stored,
+    two_replicas,
 )
 
 pytestmark = pytest.mark.anyio
@@ -44,15 +44,9 @@ TERMINAL_EVENTS = ("run.succeeded", "run.failed", "run.cancelled")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
     directory = tmp_path_factory.mktemp("replicas")
     with database_url("postgres", directory) as url:
-        env = {"STEPLINE_DATABASE_URL": url, "STEPLINE_PIPELINES": PIPELINES,
-               "STEPLINE_WORKERS": "2"}  # fmt: skip
-        port_a, port_b = free_port(), free_port()
-        with (
-            stepline_serve(directory / "a", port_a, {**env, "STEPLINE_POLL_SECONDS": "0.5"}) as a,
-            stepline_serve(directory / "b", port_b, {**env, "STEPLINE_POLL_SECONDS": "3600"}) as b,
-        ):
-            yield Replicas(url, f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}",
-                           a.pid, b.pid, directory)  # fmt: skip
+        env = {"STEPLINE_PIPELINES": PIPELINES, "STEPLINE_WORKERS": "2"}
+        with two_replicas(url, directory, env) as replicas:
+            yield replicas
 
 
 @pytest.fixture

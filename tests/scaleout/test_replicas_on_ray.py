@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.app.live import Event, open_stream
-from tests.app.processes import ROOT, free_port, stepline_serve
+from tests.app.processes import ROOT
 from tests.app.replicas import (
     Replicas,
     as_stored,
@@ -33,6 +33,7 @@ from tests.app.replicas import (
     replay,
     step_started,
     stored,
+    two_replicas,
 )
 from tests.databases import database_url, execute
 from tests.raycluster import RayHead
@@ -47,20 +48,14 @@ def replicas(ray_cluster: RayHead, tmp_path_factory: pytest.TempPathFactory) -> 
     directory = tmp_path_factory.mktemp("replicas-on-ray")
     with database_url("postgres", directory) as url:
         env = {
-            "STEPLINE_DATABASE_URL": url,
             "STEPLINE_PIPELINES": "tests.scaleout.pipelines",
             "STEPLINE_DEMO_PIPELINES": "false",
             "STEPLINE_WORKERS": "2",
             "STEPLINE_EXECUTOR": "ray",
             "STEPLINE_RAY_ADDRESS": ray_cluster.address,
         }
-        port_a, port_b = free_port(), free_port()
-        with (
-            stepline_serve(directory / "a", port_a, {**env, "STEPLINE_POLL_SECONDS": "0.5"}) as a,
-            stepline_serve(directory / "b", port_b, {**env, "STEPLINE_POLL_SECONDS": "3600"}) as b,
-        ):
-            yield Replicas(url, f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}",
-                           a.pid, b.pid, directory)  # fmt: skip
+        with two_replicas(url, directory, env) as replicas:
+            yield replicas
 
 
 @pytest.fixture
