@@ -411,6 +411,17 @@ class PacedAction(BaseAction[PacedParams]):
 # open an in-process gate of another process, but it can create a file.
 
 
+def wait_for_file(context: Any, path: str, timeout: float = GATE_TIMEOUT) -> None:
+    """Until the file ``path`` exists: a gate another process opens by creating it. A
+    cancel of the run ends the wait; so does ``timeout``, with an error."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        context.cancellation.wait(GATE_POLL)
+        context.check_cancelled()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gate {path!r} was never opened")
+
+
 class FileGateParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -435,13 +446,7 @@ class FileGated(BaseStep[Any]):
         for i in range(params.logs):
             context.log("line", {"n": i})
         if self.name == "b":
-            deadline = GATE_TIMEOUT
-            while not os.path.exists(params.gate):
-                context.cancellation.wait(0.01)
-                context.check_cancelled()
-                deadline -= 0.01
-                if deadline <= 0:
-                    raise TimeoutError(f"gate {params.gate!r} was never opened")
+            wait_for_file(context, params.gate)
         return StepResult(data={"done": self.name})
 
 

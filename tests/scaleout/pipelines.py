@@ -20,20 +20,9 @@ from steps import (
     StepRegistry,
     StepResult,
 )
+from tests.app.pipelines import FileGateParams, wait_for_file
 
 BLOCK_SECONDS = 60.0  # longer than any test waits: only a cancel or a kill ends the wait
-GATE_SECONDS = 30.0  # how long a step waits for its gate file before it fails
-GATE_POLL_SECONDS = 0.01
-
-
-def _wait_for_file(context: Any, path: str) -> None:
-    """Until ``path`` exists (or the run is cancelled, or ``GATE_SECONDS`` pass)."""
-    deadline = time.monotonic() + GATE_SECONDS
-    while not os.path.exists(path):
-        context.cancellation.wait(GATE_POLL_SECONDS)
-        context.check_cancelled()
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path!r} was never created")
 
 
 def _where() -> dict[str, Any]:
@@ -152,13 +141,6 @@ class HungryAction(BaseAction[ActionParams]):
         registry.register(SyncWhere())
 
 
-class GateParams(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    gate: str  # a path: step b waits until a file is there
-    logs: int = 0
-
-
 class GatedWhere(BaseStep[Any]):
     """Logs ``logs`` lines and says where it ran; step b first waits for the file ``gate``."""
 
@@ -174,15 +156,15 @@ class GatedWhere(BaseStep[Any]):
         return 1.0
 
     def execute(self, context: Any) -> StepResult:
-        params: GateParams = context.params
+        params: FileGateParams = context.params
         for i in range(params.logs):
             context.log("line", {"n": i})
         if self.name == "b":
-            _wait_for_file(context, params.gate)
+            wait_for_file(context, params.gate)
         return StepResult(data=_where())
 
 
-class GatedWhereAction(BaseAction[GateParams]):
+class GatedWhereAction(BaseAction[FileGateParams]):
     """Steps a, b and c, which say where they ran; b waits for the file ``gate``."""
 
     name = "gated_where"
@@ -226,7 +208,7 @@ class Stall(Where):
 
     def execute(self, context: Any) -> StepResult:
         context.log("pid", {"pid": os.getpid()})
-        _wait_for_file(context, context.params.release)
+        wait_for_file(context, context.params.release)
         return StepResult(data=_where())
 
 
@@ -252,11 +234,11 @@ class Hog(Where):
     """Waits for the file ``gate``, then says where it ran."""
 
     def execute(self, context: Any) -> StepResult:
-        _wait_for_file(context, context.params.gate)
+        wait_for_file(context, context.params.gate)
         return StepResult(data=_where())
 
 
-class HogAction(BaseAction[GateParams]):
+class HogAction(BaseAction[FileGateParams]):
     """One step that needs three CPUs (of the tests' four): two of its runs cannot execute
     at once, the second waits in Ray's queue."""
 

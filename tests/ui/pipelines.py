@@ -3,15 +3,14 @@ another process, so the test opens the gate by creating the file)."""
 
 from __future__ import annotations
 
-import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from steps import BaseAction, BaseStep, BaseStepContext, Recovery, StepRegistry, StepResult
+from tests.app.pipelines import wait_for_file
 
 GATE_TIMEOUT = 60.0
-POLL_SECONDS = 0.02
 
 
 class GatedParams(BaseModel):
@@ -41,13 +40,7 @@ class Gated(BaseStep[Any]):
             context.log("line", {"step": self.name, "n": i})
         if self.name == "wait":
             context.set_progress(0.5)
-            waited = 0.0
-            while not os.path.exists(params.gate):
-                context.cancellation.wait(POLL_SECONDS)
-                context.check_cancelled()
-                waited += POLL_SECONDS
-                if waited > GATE_TIMEOUT:
-                    raise TimeoutError(f"gate {params.gate!r} was never opened")
+            wait_for_file(context, params.gate, GATE_TIMEOUT)
         return StepResult(data={"done": self.name})
 
 
