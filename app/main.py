@@ -7,16 +7,19 @@ module-level app built from ``STEPLINE_*`` environment variables, for ``uvicorn 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.api.cors import CorsMiddleware
+from app.api.create_lane import CreateRunLane
 from app.api.deps import Services
 from app.api.headers import SecurityHeadersMiddleware
 from app.api.limits import BodyLimitMiddleware
@@ -50,6 +53,16 @@ Errors are RFC 9457 problem details.
 
 def _operation_id(route: APIRoute) -> str:
     return route.name
+
+
+class _SteplineApp(FastAPI):
+    """FastAPI with ``CreateRunLane`` in front of its middleware stack."""
+
+    create_lane: Callable[[ASGIApp], ASGIApp] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:
+        stack = super().build_middleware_stack()
+        return stack if self.create_lane is None else self.create_lane(stack)
 
 
 def _event_bus(store: Store) -> EventBus:
@@ -176,7 +189,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await bus.stop()
             await store.close()
 
-    app = FastAPI(
+    app = _SteplineApp(
         title="Stepline",
         version=__version__,
         description=DESCRIPTION,
@@ -184,6 +197,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     app.state.services = services
+    app.create_lane = functools.partial(
+        CreateRunLane, services=services, max_body_bytes=settings.max_body_bytes
+    )
     install_scrubbing()
     install_problem_handlers(app)
     install_openapi(app)

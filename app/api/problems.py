@@ -16,9 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.headers import API_HEADERS
 from app.errors import PROBLEM_BASE, SteplineError
 
-__all__ = ["PROBLEM_JSON", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "domain_problem",
+    "install_problem_handlers",
+    "problem_response",
+    "unexpected_problem",
+]
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("stepline.api")
@@ -63,15 +70,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SteplineError)
     async def _domain(request: Request, exc: SteplineError) -> JSONResponse:
-        return problem_response(
-            exc.status,
-            exc.detail,
-            instance=request.url.path,
-            type_=exc.type,
-            title=exc.title,
-            headers=exc.headers or None,
-            **exc.extra,
-        )
+        return domain_problem(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -95,7 +94,29 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem_response(
-            500, "an unexpected error occurred; it has been logged", instance=request.url.path
-        )
+        return unexpected_problem(request.method, request.url.path)
+
+
+def domain_problem(exc: SteplineError, path: str) -> JSONResponse:
+    """The problem details of one of the errors the API raises on purpose."""
+    return problem_response(
+        exc.status,
+        exc.detail,
+        instance=path,
+        type_=exc.type,
+        title=exc.title,
+        headers=exc.headers or None,
+        **exc.extra,
+    )
+
+
+def unexpected_problem(method: str, path: str) -> JSONResponse:
+    """The 500 of an error nobody expected, logged with its traceback (call it from an
+    ``except`` block). It carries the security headers itself: Starlette sends it from the
+    outermost middleware, past the one that adds them to every other answer."""
+    log.exception("unhandled error on %s %s", method, path)
+    response = problem_response(
+        500, "an unexpected error occurred; it has been logged", instance=path
+    )
+    response.raw_headers.extend(API_HEADERS)
+    return response

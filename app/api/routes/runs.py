@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Query, Request, Response, status
 from fastapi.routing import APIRoute
-from pydantic import ValidationError
 
 from app.api.auth import ReadKey, RunKey, authenticate
 from app.api.deps import Services, ServicesDep
@@ -27,37 +26,20 @@ MAX_EVENT_ID = 2**63 - 1  # event ids and sequences are SQL BIGINTs
 
 
 class _CreateRunRoute(APIRoute):
-    """``POST /runs`` with a fast path for the common request: a JSON body that is valid as
-    it stands goes straight to the service. Anything else (another content type, a body
-    that does not validate, a bad header) takes FastAPI's own handling, so the contract and
-    every error response stay exactly what the declared endpoint says."""
+    """``POST /runs`` asks for the key before FastAPI reads the body: no key, no answer
+    about the body (as ``app.api.create_lane`` does)."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         declared = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
-            # Before the body is looked at, on both paths: no key, no answer about the body.
-            principal = await authenticate(request, "run")
-            response = await _create_fast(request, principal)
-            return response if response is not None else await declared(request)
+            await authenticate(request, "run")
+            return await declared(request)
 
         return handler
 
 
-async def _create_fast(request: Request, principal: Principal) -> Response | None:
-    if request.headers.get("content-type") != "application/json":
-        return None
-    key = request.headers.get("idempotency-key")
-    if key is not None and not 1 <= len(key) <= IDEMPOTENCY_KEY_LENGTH:
-        return None
-    try:
-        body = RunCreate.model_validate_json(await request.body())
-    except ValidationError:
-        return None
-    return await _create(request.app.state.services, body, key, principal)
-
-
-async def _create(
+async def create_response(
     services: Services, body: RunCreate, idempotency_key: str | None, principal: Principal
 ) -> Response:
     if principal.key_id is not None:
@@ -65,7 +47,8 @@ async def _create(
     run, created = await services.runs.create(
         body.pipeline, body.params, body.labels, idempotency_key, principal.key_id
     )
-    # Written directly, not through response_model: this is the hot path of the API.
+    # Written directly, not through response_model: this is the hot path of the API (and
+    # app.api.create_lane answers with it too).
     return Response(
         run_json(run),
         status_code=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK,
@@ -85,7 +68,7 @@ async def create_run(
     """Queue a run; 202 with ``Location``. A repeat with the same ``Idempotency-Key`` and
     body returns the original run with 200; the same key with another body is a 409.
     Idempotency keys are per API key."""
-    return await _create(services, body, idempotency_key, principal)
+    return await create_response(services, body, idempotency_key, principal)
 
 
 router.add_api_route(
