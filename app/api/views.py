@@ -17,7 +17,7 @@ from app.api.schemas import (
     RunPublic,
 )
 from app.pipelines.catalog import Pipeline
-from app.states import RollbackStatus, StepStatus
+from app.states import RollbackStatus, RunStatus, StepStatus
 from app.store.records import EventRow, RunRow, StepRow
 
 __all__ = ["log_line", "pipeline_public", "run_document", "run_json", "run_public"]
@@ -93,6 +93,10 @@ def run_document(run: RunRow) -> dict[str, Any]:
     Built by hand because it is on the hot paths (every ``POST /runs`` answers with it and
     every stream starts with it); a test checks it against ``RunPublic``.
     """
+    return {**_run_fields(run), "steps": [_step(s) for s in run.steps]}
+
+
+def _run_fields(run: RunRow) -> dict[str, Any]:
     return {
         "id": run.id,
         "pipeline": run.pipeline,
@@ -110,13 +114,35 @@ def run_document(run: RunRow) -> dict[str, Any]:
         "summary": run.summary,
         "cancel_requested": run.cancel_requested,
         "last_event_id": run.last_seq,
-        "steps": [_step(s) for s in run.steps],
     }
 
 
 def run_json(run: RunRow) -> bytes:
     """``run_document`` as JSON."""
-    return to_json(run_document(run), fallback=str)
+    head = to_json(_run_fields(run), fallback=str)
+    if run.status is RunStatus.queued:
+        steps = _queued_steps_json(run.steps)
+    else:
+        steps = to_json([_step(s) for s in run.steps], fallback=str)
+    return b"".join((head[:-1], b',"steps":', steps, b"}"))
+
+
+# Steps tuples are immutable, and the store shares one among the queued runs of a plan (as
+# every POST /runs answers one): the JSON of a shared tuple is written once. Keyed by
+# identity; each entry keeps its tuple alive, so no other can take its id while cached.
+_STEPS_JSON: dict[int, tuple[tuple[StepRow, ...], bytes]] = {}
+_STEPS_JSON_SIZE = 256
+
+
+def _queued_steps_json(steps: tuple[StepRow, ...]) -> bytes:
+    cached = _STEPS_JSON.get(id(steps))
+    if cached is not None and cached[0] is steps:
+        return cached[1]
+    text = to_json([_step(s) for s in steps], fallback=str)
+    if len(_STEPS_JSON) >= _STEPS_JSON_SIZE:
+        _STEPS_JSON.pop(next(iter(_STEPS_JSON)))
+    _STEPS_JSON[id(steps)] = (steps, text)
+    return text
 
 
 def run_public(run: RunRow) -> RunPublic:

@@ -33,6 +33,7 @@ def serve(
     """Serve the API; every setting comes from STEPLINE_* variables."""
     import uvicorn
 
+    from app.access_log import log_config
     from app.main import create_app
     from app.pipelines.loading import PipelineLoadError
     from app.serving import deadline_protocol
@@ -63,6 +64,7 @@ def serve(
         timeout_graceful_shutdown=math.ceil(settings.graceful_shutdown_seconds),
         proxy_headers=False,
         server_header=False,
+        log_config=log_config(),
     )
     Server(config).run()
 

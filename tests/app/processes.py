@@ -75,7 +75,7 @@ def stepline_serve(
             [sys.executable, "-m", "app", "serve", "--port", str(port)],
             cwd=ROOT,  # a Ray driver: its Ray workers get this directory on their path too
             env={**os.environ, **settings},
-            stdout=subprocess.DEVNULL,
+            stdout=out,  # the access log
             stderr=out,
         )
         try:

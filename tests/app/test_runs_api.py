@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import httpx
@@ -306,10 +307,11 @@ async def test_the_run_document_matches_the_public_schema_exactly(
     client: httpx.AsyncClient, app: FastAPI
 ) -> None:
     from app.api.schemas import RunPublic
-    from app.api.views import run_document
+    from app.api.views import run_document, run_json
 
     body = {"pipeline": "controlled", "params": {"fail_at": "b", "undo_fails": ["a"]}}
-    run_id = (await client.post("/runs", json=body)).json()["id"]
+    created = [(await client.post("/runs", json=body)).json() for _ in range(2)]
+    run_id = created[0]["id"]
     await wait_until_finished(app, run_id)
     run = await services_of(app).store.get_run(run_id)
 
@@ -317,3 +319,9 @@ async def test_the_run_document_matches_the_public_schema_exactly(
 
     assert RunPublic.model_validate(document).model_dump(mode="json") == document
     assert (await client.get(f"/runs/{run_id}")).json() == document
+    assert json.loads(run_json(run)) == document
+    for queued in created:  # answered while queued, with steps written once for both
+        assert RunPublic.model_validate(queued).model_dump(mode="json") == queued
+        assert {s["status"] for s in queued["steps"]} == {"pending"}
+    assert created[0]["id"] != created[1]["id"]
+    assert created[0]["steps"] == created[1]["steps"]

@@ -104,3 +104,22 @@ def test_over_the_concurrency_limit_the_answer_is_a_503_problem(
     text = log.read_text()
     assert "over the concurrency limit" in text
     assert KEY_PATTERN.findall(text) == TOKEN_PATTERN.findall(text) == []
+
+
+def test_each_request_writes_one_access_line_as_uvicorn_does(server: tuple[str, Path]) -> None:
+    base_url, log = server
+    with httpx.Client(base_url=base_url, timeout=WAIT) as client:
+        created = client.post("/runs", json={"pipeline": "controlled"})
+        listed = client.get("/runs", params={"status": "queued"})
+        missing = client.get("/runs/nope")
+    assert (created.status_code, listed.status_code, missing.status_code) == (202, 200, 404)
+
+    expected = [
+        '"POST /runs HTTP/1.1" 202 Accepted',
+        '"GET /runs?status=queued HTTP/1.1" 200 OK',
+        '"GET /runs/nope HTTP/1.1" 404 Not Found',
+    ]
+    # Written and flushed as the response starts, so before the client has it.
+    found = [line for line in log.read_text().splitlines() if any(e in line for e in expected)]
+    assert [line.split(" - ", 1)[1] for line in found] == expected
+    assert all(line.startswith("INFO:     127.0.0.1:") for line in found)
