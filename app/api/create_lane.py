@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.headers import API_HEADERS
+from app.api.headers import with_headers
 from app.api.limits import replaying
 from app.api.problems import domain_problem, unexpected_problem
 from app.api.routes.runs import IDEMPOTENCY_KEY_LENGTH, create_response
@@ -108,7 +108,7 @@ class CreateRunLane:
         except Exception:
             await unexpected_problem("POST", scope["path"])(scope, _no_body, send)
             return
-        await response(scope, _no_body, _with_api_headers(send))
+        await response(scope, _no_body, with_headers(send))  # as SecurityHeadersMiddleware
 
 
 async def _read(receive: Receive) -> bytes | None:
@@ -124,13 +124,3 @@ async def _read(receive: Receive) -> bytes | None:
 
 async def _no_body() -> Message:
     return {"type": "http.disconnect"}  # never asked: the body has been read
-
-
-def _with_api_headers(send: Send) -> Send:
-    # As SecurityHeadersMiddleware adds them on the stack's answers.
-    async def sender(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), *API_HEADERS]
-        await send(message)
-
-    return sender

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["API_HEADERS", "UI_HEADERS", "UI_PREFIX", "SecurityHeadersMiddleware"]
+__all__ = ["API_HEADERS", "UI_HEADERS", "UI_PREFIX", "SecurityHeadersMiddleware", "with_headers"]
 
 UI_PREFIX = "/ui"
 API_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -32,12 +32,17 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
         extra = UI_HEADERS if _is_ui(scope["path"]) else API_HEADERS
+        await self.app(scope, receive, with_headers(send, extra))
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                # Appended, not merged: no route of the app sets these headers itself, and
-                # this runs on every response.
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+def with_headers(send: Send, extra: tuple[tuple[bytes, bytes], ...] = API_HEADERS) -> Send:
+    """``send``, adding ``extra`` to the response's headers."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            # Appended, not merged: no route of the app sets these headers itself, and this
+            # runs on every response.
+            message["headers"] = [*message.get("headers", ()), *extra]
+        await send(message)
+
+    return send_with_headers
