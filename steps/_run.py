@@ -180,12 +180,7 @@ class Run(Generic[C]):
         handed over, reaches the observers before the step's end does."""
         latest = self._thread_progress
         if latest is not self._handed:
-            self._handed = latest
-            try:
-                self._progress(*latest)
-            except Exception as exc:
-                if self.deferred_error is None:
-                    self.deferred_error = exc
+            self._hand_over(latest)
 
     def _progress_from_thread(self) -> None:
         latest = self._thread_progress
@@ -195,17 +190,22 @@ class Run(Generic[C]):
                 return
             self._progress_handed = True  # a report landed meanwhile: take it
             latest = self._thread_progress
+        self._hand_over(latest)
+        # The hand-over stays open for a while: reports meanwhile only replace the value,
+        # instead of waking the loop (and taking the GIL from the step) thousands of times
+        # a second.
+        assert self._loop is not None
+        self._loop.call_later(THREAD_PROGRESS_INTERVAL, self._progress_from_thread)
+
+    def _hand_over(self, latest: tuple[str | None, float]) -> None:
+        # An observer's error cannot be raised into the step's thread: it waits for the
+        # step's end, where the first one is raised.
         self._handed = latest
         try:
             self._progress(*latest)
         except Exception as exc:
             if self.deferred_error is None:
                 self.deferred_error = exc
-        # The hand-over stays open for a while: reports meanwhile only replace the value,
-        # instead of waking the loop (and taking the GIL from the step) thousands of times
-        # a second.
-        assert self._loop is not None
-        self._loop.call_later(THREAD_PROGRESS_INTERVAL, self._progress_from_thread)
 
     def _progress(self, step: str | None, fraction: float) -> None:
         index = self.current

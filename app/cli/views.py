@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
 
+from app.states import RunStatus
 from stepline_client import Run
 
 from ._console import glyphs_for, make_console
@@ -15,21 +15,9 @@ from .inputs import parse_labels
 from .remote import ApiKeyOption, Remote, ServerOption, api_errors
 from .render import pipeline_details, pipelines_table, print_table, run_details, runs_table
 
-__all__ = ["RunStatusChoice", "pipelines", "runs", "show"]
+__all__ = ["pipelines", "runs", "show"]
 
 DEFAULT_LIMIT = 20
-
-
-class RunStatusChoice(StrEnum):
-    """The run statuses of the API, for ``--status``."""
-
-    queued = "queued"
-    running = "running"
-    rolling_back = "rolling_back"
-    cancelling = "cancelling"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
 
 
 def _print_json(value: object) -> None:
@@ -42,7 +30,7 @@ def runs(
         str | None, typer.Option("--pipeline", help="Only runs of this pipeline.")
     ] = None,
     status: Annotated[
-        list[RunStatusChoice] | None,
+        list[RunStatus] | None,
         typer.Option("--status", "-s", help="Only runs in this status; repeat for several."),
     ] = None,
     label: Annotated[

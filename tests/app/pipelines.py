@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -139,15 +139,22 @@ class Controlled(BaseStep[Any]):
             raise OSError(f"cannot undo {self.name}")
 
 
-class ControlledAction(BaseAction[ControlledParams]):
-    """Three steps a (0.2), b (0.5), c (0.3) that fail, wait or talk when asked."""
+P = TypeVar("P", bound=BaseModel)
 
-    name = "controlled"
+
+class ParamsAction(BaseAction[P]):
+    """An action whose steps read its params from their context (``context.params``)."""
 
     def create_context(self) -> BaseStepContext:
         context = BaseStepContext(self.runtime_ctx)
         context.params = self.params  # type: ignore[attr-defined]
         return context
+
+
+class ControlledAction(ParamsAction[ControlledParams]):
+    """Three steps a (0.2), b (0.5), c (0.3) that fail, wait or talk when asked."""
+
+    name = "controlled"
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for name, weight in (("a", 0.2), ("b", 0.5), ("c", 0.3)):
@@ -357,15 +364,10 @@ class Flood(BaseStep[Any]):
         return StepResult(data={"calls": calls, "reported": report})
 
 
-class FloodAction(BaseAction[FloodParams]):
+class FloodAction(ParamsAction[FloodParams]):
     """One step that floods the run with progress reports."""
 
     name = "flood"
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Flood())
@@ -393,15 +395,10 @@ class Paced(BaseStep[Any]):
         return StepResult()
 
 
-class PacedAction(BaseAction[PacedParams]):
+class PacedAction(ParamsAction[PacedParams]):
     """One step that makes an event every ``interval`` seconds."""
 
     name = "paced"
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Paced())
@@ -447,19 +444,18 @@ class FileGated(BaseStep[Any]):
             context.log("line", {"n": i})
         if self.name == "b":
             wait_for_file(context, params.gate)
-        return StepResult(data={"done": self.name})
+        return StepResult(data=self.data())
+
+    def data(self) -> dict[str, Any]:
+        return {"done": self.name}
 
 
-class FileGateAction(BaseAction[FileGateParams]):
+class FileGateAction(ParamsAction[FileGateParams]):
     """Three steps a, b, c, each writing ``logs`` lines; b waits for the file ``gate``."""
 
     name = "file_gate"
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
+    step_class: ClassVar[type[FileGated]] = FileGated
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for name in ("a", "b", "c"):
-            registry.register(FileGated(name))
+            registry.register(self.step_class(name))

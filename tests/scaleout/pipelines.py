@@ -15,12 +15,17 @@ from steps import (
     ActionParams,
     BaseAction,
     BaseStep,
-    BaseStepContext,
     Recovery,
     StepRegistry,
     StepResult,
 )
-from tests.app.pipelines import FileGateParams, wait_for_file
+from tests.app.pipelines import (
+    FileGateAction,
+    FileGated,
+    FileGateParams,
+    ParamsAction,
+    wait_for_file,
+)
 
 BLOCK_SECONDS = 60.0  # longer than any test waits: only a cancel or a kill ends the wait
 
@@ -113,16 +118,11 @@ class BlockOnce(BaseStep[Any]):
         return StepResult()
 
 
-class BlockOnceAction(BaseAction[PidParams]):
+class BlockOnceAction(ParamsAction[PidParams]):
     """A step that blocks the first time it runs; its runs resume after a crash."""
 
     name = "block_once"
     recovery = Recovery.resume
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Undoable())
@@ -141,42 +141,18 @@ class HungryAction(BaseAction[ActionParams]):
         registry.register(SyncWhere())
 
 
-class GatedWhere(BaseStep[Any]):
-    """Logs ``logs`` lines and says where it ran; step b first waits for the file ``gate``."""
+class GatedWhere(FileGated):
+    """``FileGated``, saying where it ran."""
 
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
-
-    def execute(self, context: Any) -> StepResult:
-        params: FileGateParams = context.params
-        for i in range(params.logs):
-            context.log("line", {"n": i})
-        if self.name == "b":
-            wait_for_file(context, params.gate)
-        return StepResult(data=_where())
+    def data(self) -> dict[str, Any]:
+        return _where()
 
 
-class GatedWhereAction(BaseAction[FileGateParams]):
+class GatedWhereAction(FileGateAction):
     """Steps a, b and c, which say where they ran; b waits for the file ``gate``."""
 
     name = "gated_where"
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
-
-    def setup_steps(self, registry: StepRegistry[Any]) -> None:
-        for name in ("a", "b", "c"):
-            registry.register(GatedWhere(name))
+    step_class = GatedWhere
 
 
 class ReleaseParams(BaseModel):
@@ -212,17 +188,12 @@ class Stall(Where):
         return StepResult(data=_where())
 
 
-class StallAction(BaseAction[ReleaseParams]):
+class StallAction(ParamsAction[ReleaseParams]):
     """Steps prepare, stall (until a file is there) and finish, each saying where it ran;
     its runs resume after a crash, running the step cut short again."""
 
     name = "stall"
     recovery = Recovery.resume
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Where("prepare"))
@@ -238,17 +209,12 @@ class Hog(Where):
         return StepResult(data=_where())
 
 
-class HogAction(BaseAction[FileGateParams]):
+class HogAction(ParamsAction[FileGateParams]):
     """One step that needs three CPUs (of the tests' four): two of its runs cannot execute
     at once, the second waits in Ray's queue."""
 
     name = "hog"
     resources = Resources(num_cpus=3)
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         registry.register(Hog("hog"))
@@ -283,15 +249,10 @@ class Tally(Where):
         return StepResult()
 
 
-class TallyAction(BaseAction[LedgerParams]):
+class TallyAction(ParamsAction[LedgerParams]):
     """Three tiny steps (``hold`` seconds each) that keep a ledger of their executions."""
 
     name = "tally"
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for name in ("s1", "s2", "s3"):

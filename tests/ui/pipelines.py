@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from steps import BaseAction, BaseStep, BaseStepContext, Recovery, StepRegistry, StepResult
-from tests.app.pipelines import wait_for_file
+from steps import BaseAction, BaseStep, Recovery, StepRegistry, StepResult
+from tests.app.pipelines import ParamsAction, wait_for_file
 
 GATE_TIMEOUT = 60.0
 
@@ -51,7 +51,7 @@ class Undoable(Gated):
         context.log("undone", {"step": self.name})
 
 
-class GatedAction(BaseAction[GatedParams]):
+class GatedAction(ParamsAction[GatedParams]):
     """fetch (undo) → prepare (no undo) → wait (held by a file; undo) → finish; each step
     logs; an interrupted run resumes."""
 
@@ -59,11 +59,6 @@ class GatedAction(BaseAction[GatedParams]):
     title = "Gated"
     description = "Four steps; the third waits for a file."
     recovery = Recovery.resume
-
-    def create_context(self) -> BaseStepContext:
-        context = BaseStepContext(self.runtime_ctx)
-        context.params = self.params  # type: ignore[attr-defined]
-        return context
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for step in (
