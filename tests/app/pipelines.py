@@ -161,7 +161,9 @@ class ControlledAction(ParamsAction[ControlledParams]):
             registry.register(Controlled(name, weight))
 
 
-class Noop(BaseStep[Any]):
+class Named(BaseStep[Any]):
+    """A step whose name is given when it is made, weighing 1."""
+
     def __init__(self, name: str) -> None:
         self._name = name
 
@@ -173,6 +175,8 @@ class Noop(BaseStep[Any]):
     def progress_weight(self) -> float:
         return 1.0
 
+
+class Noop(Named):
     def execute(self, context: Any) -> StepResult:
         return StepResult()
 
@@ -263,19 +267,8 @@ class LedgerParams(BaseModel):
     undo_seconds: float = 0.0
 
 
-class Ledgered(BaseStep[Any]):
+class Ledgered(Named):
     """Writes what it does and undoes to a ledger file, one line each, flushed at once."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
 
     def _write(self, context: Any, what: str) -> None:
         with open(context.params["ledger"], "a", encoding="utf-8") as ledger:
@@ -426,18 +419,7 @@ class FileGateParams(BaseModel):
     logs: int = 0
 
 
-class FileGated(BaseStep[Any]):
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
-
+class FileGated(Named):
     def execute(self, context: Any) -> StepResult:
         params: FileGateParams = context.params
         for i in range(params.logs):

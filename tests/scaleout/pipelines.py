@@ -23,6 +23,7 @@ from tests.app.pipelines import (
     FileGateAction,
     FileGated,
     FileGateParams,
+    Named,
     ParamsAction,
     wait_for_file,
 )
@@ -161,19 +162,8 @@ class ReleaseParams(BaseModel):
     release: str  # a path: the step "stall" waits until a file is there
 
 
-class Where(BaseStep[Any]):
+class Where(Named):
     """Says where it ran."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
 
     def execute(self, context: Any) -> StepResult:
         return StepResult(data=_where())
