@@ -110,8 +110,10 @@ class ControlledParams(BaseModel):
     progress_calls: int = 0
 
 
-class Controlled(BaseStep[Any]):
-    def __init__(self, name: str, weight: float) -> None:
+class Named(BaseStep[Any]):
+    """A step whose name and weight are given when it is made."""
+
+    def __init__(self, name: str, weight: float = 1.0) -> None:
         self._name, self._weight = name, weight
 
     @property
@@ -122,6 +124,8 @@ class Controlled(BaseStep[Any]):
     def progress_weight(self) -> float:
         return self._weight
 
+
+class Controlled(Named):
     def execute(self, context: Any) -> StepResult:
         params: ControlledParams = context.params
         for i in range(params.logs):
@@ -159,21 +163,6 @@ class ControlledAction(ParamsAction[ControlledParams]):
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
         for name, weight in (("a", 0.2), ("b", 0.5), ("c", 0.3)):
             registry.register(Controlled(name, weight))
-
-
-class Named(BaseStep[Any]):
-    """A step whose name is given when it is made, weighing 1."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return 1.0
 
 
 class Noop(Named):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from steps import BaseAction, BaseStep, Recovery, StepRegistry, StepResult
-from tests.app.pipelines import ParamsAction, wait_for_file
+from tests.app.pipelines import Named, ParamsAction, wait_for_file
 
 GATE_TIMEOUT = 60.0
 
@@ -20,19 +20,8 @@ class GatedParams(BaseModel):
     logs: int = Field(2, ge=0, description="Lines each step writes to the log.")
 
 
-class Gated(BaseStep[Any]):
+class Gated(Named):
     """A step with nothing to undo (no ``rollback``)."""
-
-    def __init__(self, name: str, weight: float) -> None:
-        self._name, self._weight = name, weight
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def progress_weight(self) -> float:
-        return self._weight
 
     def execute(self, context: Any) -> StepResult:
         params: GatedParams = context.params
