@@ -70,8 +70,11 @@ def follow(
     timeout: float | None = None,
     pipeline: str | None = None,
     header: bool = True,
+    created: Run | None = None,
 ) -> ExitCode:
-    """Follow run ``run_id`` until it ends and report it; returns the exit code."""
+    """Follow run ``run_id`` until it ends and report it; returns the exit code. With the
+    run as ``created`` (just now, by this command) every transition since is shown, not
+    only those after the stream opens: a quick run may be half done by then."""
     out, err = make_console(), make_console(stderr=True)
     glyphs = glyphs_for(err)
     renderer = _renderer(output, err, glyphs)
@@ -81,7 +84,12 @@ def follow(
         err.print(Text(f"Run {run_id}{name} {glyphs.dot} {remote.run_url(run_id)}"), soft_wrap=True)
     try:
         with api_errors(remote, err), renderer:
-            for event in client.runs.events(run_id, timeout=timeout):
+            resume = None
+            if created is not None:
+                snapshot = created.model_dump(mode="json")
+                resume = created.last_event_id
+                renderer.event(Event(type="run.snapshot", id=str(resume), data=snapshot))
+            for event in client.runs.events(run_id, resume, timeout=timeout):
                 renderer.event(event)
             final = client.runs.get(run_id)
             renderer.finish(final)

@@ -128,7 +128,7 @@ def run(
             return
         output = choose_output(as_json, plain, err)
         code = follow(client, remote, created.id, output=output, timeout=seconds,
-                      pipeline=created.pipeline)  # fmt: skip
+                      pipeline=created.pipeline, created=created)  # fmt: skip
     raise typer.Exit(code)
 
 

@@ -126,7 +126,7 @@ def test_ctrl_c_detaches_with_130_and_never_cancels(
     assert client.runs.wait(run_id, timeout=WAIT).status == "succeeded"
 
 
-def test_json_is_ndjson_of_the_events_in_order_then_the_final_run(stepline: Stepline) -> None:
+def test_json_is_ndjson_of_every_event_in_order_then_the_final_run(stepline: Stepline) -> None:
     done = stepline("run", "controlled", "-p", "fail_at=b", "-p", "logs=1", "-f", "--json")
 
     assert done.returncode == 1, done.stderr
@@ -134,8 +134,11 @@ def test_json_is_ndjson_of_the_events_in_order_then_the_final_run(stepline: Step
     *events, final = lines
     assert events[0]["type"] == "run.snapshot"
     assert all(set(e) == {"type", "seq", "data"} for e in events)
+    # The command created the run: it starts from the run as created (however far the run
+    # got before the stream opened) and misses none of its events.
+    assert events[0]["data"]["status"] == "queued"
     seqs = [e["seq"] for e in events]
-    assert seqs == sorted(set(seqs))
+    assert seqs == list(range(1, len(events) + 1))
     assert [e["data"]["seq"] for e in events[1:]] == seqs[1:]
     assert events[-1]["type"] == "run.failed"
     assert "step.log" in {e["type"] for e in events}
