@@ -1,10 +1,11 @@
 """The embedded store: one SQLite file, plain ``sqlite3``, group-committed writes.
 
 Writes run on the single writer thread (``GroupCommitWriter``): concurrent requests and
-runs share commits, so a burst of them costs one ``fsync``. Reads run on a few reader
-threads, each with its own connection; WAL lets them read while the writer writes. The
-schema is the Alembic one (``app.store.schema``), so this store and ``SqlStore`` read and
-write the same database.
+runs share commits, so a burst of them costs one ``fsync``. Reads that an index bounds (a
+run, a page of its events, a key) run on the calling thread, and reads that may scan (run
+lists, filtered event feeds, counts) on a few reader threads; each thread reads on its own
+connection, and WAL lets them read while the writer writes. The schema is the Alembic one
+(``app.store.schema``), so this store and ``SqlStore`` read and write the same database.
 """
 
 from __future__ import annotations
@@ -240,10 +241,23 @@ class SqliteStore:
             self._connections.clear()
 
     async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that may scan many rows, on a reader thread: the loop goes on meanwhile."""
         if self._readers is None:
             raise RuntimeError("the store is not started")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._readers, self._on_reader, query)
+
+    def _read_here(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        """A read that an index bounds, on the calling thread.
+
+        Such a read takes tens of microseconds, and building its rows holds the GIL wherever
+        it runs; handing it to a reader thread costs more than that on a busy server (two
+        thread switches, each waiting for the GIL), for nothing in return. In WAL mode a
+        read does not wait for the writer.
+        """
+        if self._readers is None:
+            raise RuntimeError("the store is not started")
+        return self._on_reader(query)
 
     def _on_reader(self, query: Callable[[sqlite3.Connection], T]) -> T:
         connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
@@ -422,7 +436,7 @@ class SqliteStore:
     # -- reads ---------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> RunRow:
-        return await self._read(lambda conn: _read_run(conn, run_id))
+        return self._read_here(lambda conn: _read_run(conn, run_id))
 
     async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
         where: list[str] = ["1 = 1"]
@@ -485,11 +499,10 @@ class SqliteStore:
         return await self._read(query)
 
     async def run_events(self, run_id: str, after_seq: int, limit: int) -> list[EventRow]:
-        return await self._events(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?",
-            (run_id, after_seq, limit),
+        sql = (
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         )
+        return self._read_here(functools.partial(_events, sql, (run_id, after_seq, limit)))
 
     async def all_events(
         self,
@@ -516,7 +529,7 @@ class SqliteStore:
         )
 
     async def last_event_id(self) -> int:
-        return await self._read(
+        return self._read_here(
             lambda conn: int(conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0)
         )
 
@@ -534,11 +547,7 @@ class SqliteStore:
         return await self._events(sql + " ORDER BY seq LIMIT ?", (*params, limit))
 
     async def _events(self, sql: str, params: Sequence[Any]) -> list[EventRow]:
-        def query(conn: sqlite3.Connection) -> list[EventRow]:
-            cursor = conn.execute(sql, params)
-            return [_event(_row(cursor, r)) for r in cursor.fetchall()]
-
-        return await self._read(query)
+        return await self._read(functools.partial(_events, sql, params))
 
     async def count_runs(self) -> dict[tuple[str, str], int]:
         def query(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
@@ -554,7 +563,7 @@ class SqliteStore:
         return await self.writer.submit(lambda conn: security.create_key(conn, key, now))
 
     async def get_api_key(self, key_id: str) -> ApiKeyRow | None:
-        return await self._read(lambda conn: security.find_key(conn, key_id))
+        return self._read_here(lambda conn: security.find_key(conn, key_id))
 
     async def list_api_keys(self) -> list[ApiKeyRow]:
         return await self._read(security.list_keys)
@@ -564,7 +573,7 @@ class SqliteStore:
         return await self.writer.submit(lambda conn: security.revoke_key(conn, id_or_name, now))
 
     async def has_api_keys(self) -> bool:
-        return await self._read(security.has_keys)
+        return self._read_here(security.has_keys)
 
     async def server_secret(self, name: str, candidate: str) -> str:
         now = _now()
@@ -614,6 +623,11 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
     )
     steps = tuple(_step(_row(cursor, v)) for v in cursor.fetchall())
     return _run(row, steps)
+
+
+def _events(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> list[EventRow]:
+    cursor = conn.execute(sql, params)
+    return [_event(_row(cursor, r)) for r in cursor.fetchall()]
 
 
 def _take(conn: sqlite3.Connection, run_id: str, owner: str, until: datetime) -> None:

@@ -169,6 +169,8 @@ async def test_metrics_count_a_run_waiting_for_a_busy_worker_as_queued(
             GATES.open(gate)
         for run in (first, second):
             assert await wait_until_finished(application, run.json()["id"]) == "succeeded"
+        # A run is stored as finished a moment before its worker lets go of it.
+        await services_of(application).runs.workers.drain(WAIT)
         idle = await read_metrics(client)
 
     assert busy[("stepline_queue_depth", labels())] == 1
