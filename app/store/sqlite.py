@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import sqlite3
@@ -135,9 +136,46 @@ def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
     }
 
 
-def _step(row: dict[str, Any]) -> StepRow:
-    row.pop("run_id", None)
-    return StepRow(**row)
+def _converter(column: str) -> Callable[[Any], Any] | None:
+    if column in _JSON_COLUMNS:
+        return json.loads
+    if column in _TIME_COLUMNS:
+        return _time
+    if column in _BOOL_COLUMNS:
+        return bool
+    return None
+
+
+def _columns(
+    names: str, row_type: type[Any], skip: int = 0
+) -> tuple[Callable[[Any], Any] | None, ...]:
+    """How to decode each column of ``names`` (a SELECT list), in order. The list must name
+    the fields of ``row_type`` in its order, after ``skip`` leading columns."""
+    columns = tuple(name.strip().strip('"') for name in names.split(","))
+    fields = tuple(field.name for field in dataclasses.fields(row_type))
+    if columns[skip:] != fields:
+        raise TypeError(f"{row_type.__name__} has fields {fields}, the query selects {columns}")
+    return tuple(map(_converter, columns))
+
+
+# Steps and events are decoded by position: a run's steps and the events of a replay are
+# the rows read most often, and a dict per row cost as much as the query.
+_STEP_DECODERS = _columns(_STEP_COLUMNS, StepRow, skip=1)  # after run_id
+_EVENT_DECODERS = _columns(_EVENT_COLUMNS, EventRow)
+
+
+def _decoded(
+    decoders: tuple[Callable[[Any], Any] | None, ...], values: tuple[Any, ...]
+) -> list[Any]:
+    return [
+        value if decode is None or value is None else decode(value)
+        for decode, value in zip(decoders, values, strict=True)
+    ]
+
+
+def _step(values: tuple[Any, ...]) -> StepRow:
+    """A step from a row of ``_STEP_COLUMNS``."""
+    return StepRow(*_decoded(_STEP_DECODERS, values)[1:])
 
 
 def _run(row: dict[str, Any], steps: tuple[StepRow, ...]) -> RunRow:
@@ -145,8 +183,9 @@ def _run(row: dict[str, Any], steps: tuple[StepRow, ...]) -> RunRow:
     return RunRow(**row, steps=steps)
 
 
-def _event(row: dict[str, Any]) -> EventRow:
-    return EventRow(**row)
+def _event(values: tuple[Any, ...]) -> EventRow:
+    """An event from a row of ``_EVENT_COLUMNS``."""
+    return EventRow(*_decoded(_EVENT_DECODERS, values))
 
 
 _QUEUED = RunStatus.queued.value
@@ -485,8 +524,7 @@ class SqliteStore:
                     stored,
                 )
                 for values in cursor.fetchall():
-                    step = _row(cursor, values)
-                    by_run.setdefault(step["run_id"], []).append(_step(step))
+                    by_run.setdefault(values[0], []).append(_step(values))
             runs = []
             for row in rows:
                 plan = plans[row["id"]]
@@ -621,13 +659,13 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
     cursor = conn.execute(
         f'SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = ? ORDER BY "index"', (run_id,)
     )
-    steps = tuple(_step(_row(cursor, v)) for v in cursor.fetchall())
+    steps = tuple(map(_step, cursor.fetchall()))
     return _run(row, steps)
 
 
 def _events(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> list[EventRow]:
     cursor = conn.execute(sql, params)
-    return [_event(_row(cursor, r)) for r in cursor.fetchall()]
+    return list(map(_event, cursor.fetchall()))
 
 
 def _take(conn: sqlite3.Connection, run_id: str, owner: str, until: datetime) -> None:
