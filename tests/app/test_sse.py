@@ -7,6 +7,7 @@ test looks at it mid-run, and a stream is read until the event the test expects.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -16,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message
 
 from app.main import create_app
 from app.settings import Settings
@@ -336,6 +339,52 @@ async def test_a_stream_held_open_by_a_waiting_run_gets_ping_comments(settings: 
     assert snapshot["event"] == "run.snapshot"
     assert comment.startswith("ping")
     assert types(rest)[-1] == "run.succeeded"
+
+
+async def test_a_stream_whose_client_stops_reading_is_dropped_after_the_send_timeout(
+    settings: Settings,
+) -> None:
+    timeout = 0.2
+    application = create_app(settings.model_copy(update={"sse_send_timeout_seconds": timeout}))
+    services = services_of(application)
+    sent: list[Message] = []
+
+    async def stuck_client(message: Message) -> None:
+        sent.append(message)
+        if message["type"] == "http.response.body":
+            await asyncio.Event().wait()  # the client reads no more: the send never completes
+
+    async def connected() -> Message:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    transport = httpx.ASGITransport(app=application)
+    async with (
+        application.router.lifespan_context(application),
+        httpx.AsyncClient(transport=transport, base_url="http://stepline.test") as client,
+        held_run(Live(settings, client)) as (run_id, _gate),
+    ):
+        scope = {
+            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+            "scheme": "http", "path": f"/runs/{run_id}/events",
+            "raw_path": f"/runs/{run_id}/events".encode(), "root_path": "", "query_string": b"",
+            "headers": [(b"host", b"stepline.test")], "client": ("127.0.0.1", 50000),
+            "server": ("stepline.test", 80),
+        }  # fmt: skip
+        begun = time.monotonic()
+        with pytest.raises(SendTimeoutError):
+            async with asyncio.timeout(WAIT):
+                await application(scope, connected, stuck_client)
+        dropped_after = time.monotonic() - begun
+        metrics = (await client.get("/metrics")).text
+        subscribers = services.bus.subscriber_count
+
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert b"run.snapshot" in sent[1]["body"]
+    assert timeout <= dropped_after < WAIT
+    # The stream let go of what it held.
+    assert "\nstepline_sse_streams 0.0\n" in metrics
+    assert subscribers == 0
 
 
 async def test_unknown_run_is_a_404_problem_before_any_stream(live: Live) -> None:

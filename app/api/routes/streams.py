@@ -9,13 +9,15 @@ what it missed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
-from starlette.types import Receive, Scope, Send
+from sse_starlette.sse import SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 
 from app.api.auth import StreamKey
 from app.api.deps import Services, ServicesDep
@@ -24,7 +26,7 @@ from app.api.views import run_json
 from app.errors import BadRequest
 from app.security.keys import Principal
 from app.states import TERMINAL
-from app.store.records import EventRow
+from app.store.records import EventRow, RunRow
 
 router = APIRouter(tags=["events"])
 
@@ -89,6 +91,21 @@ class _HeldStream(EventSourceResponse):
         finally:
             self._release()
 
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        # The base class's per-send timeout, on asyncio's timer rather than an anyio cancel
+        # scope, which looks up the running library and task on every send of every stream.
+        if self.send_timeout is None:
+            await send(message)
+            return
+        deadline = asyncio.timeout(self.send_timeout)
+        try:
+            async with deadline:
+                await send(message)
+        except TimeoutError:
+            if deadline.expired():
+                raise SendTimeoutError() from None
+            raise
+
 
 def _stream(
     services: Services, principal: Principal, stream: AsyncIterator[ServerSentEvent | bytes]
@@ -145,17 +162,18 @@ async def stream_run_events(
         # No client can have seen an event that does not exist yet: refuse it rather than
         # wait for events the stream would then skip as already sent.
         raise BadRequest(f"Last-Event-ID {position} is past this run's last event ({run.last_seq})")
-    return _stream(services, principal, _run_events(services, run_id, position))
+    return _stream(services, principal, _run_events(services, run, position))
 
 
 async def _run_events(
-    services: Services, run_id: str, position: int | None
+    services: Services, run: RunRow, position: int | None
 ) -> AsyncIterator[ServerSentEvent | bytes]:
-    store = services.store
+    store, run_id = services.store, run.id
     retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
     async with services.bus.subscribe(run_id) as subscription:
         if position is None:
-            run = await store.get_run(run_id)
+            # The run as read before subscribing: the replay below, read after subscribing,
+            # brings whatever happened in between.
             snapshot = run_json(run).decode()
             yield ServerSentEvent(snapshot, event="run.snapshot", id=str(run.last_seq), retry=retry)
             retry = None
