@@ -137,9 +137,9 @@ class RunExecution:
 
     async def _honour_cancel(self) -> None:
         """A cancel that came while the run was being claimed found nothing to cancel."""
-        current = await self.store.get_run(self.run_id)
-        if current.cancel_requested:
-            self.cancel(current.rollback_on_cancel)
+        rollback = await self.store.cancel_request(self.run_id)
+        if rollback is not None:
+            self.cancel(rollback)
 
     # -- executing -----------------------------------------------------------------------
 

@@ -81,6 +81,10 @@ class Store(Protocol):
     async def get_run(self, run_id: str) -> RunRow:
         """The run with its steps; ``RunNotFound`` if there is none."""
 
+    async def cancel_request(self, run_id: str) -> bool | None:
+        """Whether a cancel of the run was asked for: None if not, else whether the cancel
+        rolls back; ``RunNotFound`` if there is no such run."""
+
     async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
         """Runs matching ``filters``, newest first, older than the run id ``before``."""
 

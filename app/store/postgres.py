@@ -533,6 +533,15 @@ class PostgresStore:
         async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
             return await _read_run(conn, run_id)
 
+    async def cancel_request(self, run_id: str) -> bool | None:
+        async with self.pool.acquire(timeout=ACQUIRE_TIMEOUT) as conn:
+            found = await conn.fetchrow(
+                "SELECT cancel_requested, rollback_on_cancel FROM runs WHERE id = $1", run_id
+            )
+        if found is None:
+            raise RunNotFound(f"no run with id {run_id!r}")
+        return bool(found[1]) if found[0] else None
+
     async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
         where: list[str] = ["true"]
         params: list[Any] = []

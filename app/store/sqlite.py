@@ -477,6 +477,17 @@ class SqliteStore:
     async def get_run(self, run_id: str) -> RunRow:
         return self._read_here(lambda conn: _read_run(conn, run_id))
 
+    async def cancel_request(self, run_id: str) -> bool | None:
+        def query(conn: sqlite3.Connection) -> bool | None:
+            found = conn.execute(
+                "SELECT cancel_requested, rollback_on_cancel FROM runs WHERE id = ?", (run_id,)
+            ).fetchone()
+            if found is None:
+                raise RunNotFound(f"no run with id {run_id!r}")
+            return bool(found[1]) if found[0] else None
+
+        return self._read_here(query)
+
     async def list_runs(self, filters: RunFilter, before: str | None, limit: int) -> list[RunRow]:
         where: list[str] = ["1 = 1"]
         params: list[Any] = []

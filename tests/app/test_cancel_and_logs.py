@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import httpx
 import pytest
@@ -11,7 +12,7 @@ from fastapi import FastAPI
 
 from tests.configurations import CONFIGURATIONS
 
-from .conftest import services_of, wait_until_finished
+from .conftest import WAIT, services_of, wait_until_finished
 from .pipelines import GATES
 
 pytestmark = pytest.mark.anyio
@@ -97,6 +98,35 @@ async def test_a_queued_run_is_cancelled_at_once(client: httpx.AsyncClient, app:
     for run_id, _gate in held:
         assert await wait_until_finished(app, run_id) == "succeeded"
     assert (await client.get(f"/runs/{queued}")).json()["status"] == "cancelled"
+
+
+async def test_a_cancel_between_the_claim_and_the_execution_is_honoured(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = services_of(app).store
+    claim_queued = store.claim_queued
+    claimed, answer = asyncio.Event(), asyncio.Event()
+
+    async def held_claim(*args: Any, **kwargs: Any) -> Any:
+        """The first claim that takes a run waits to hand it over."""
+        taken = await claim_queued(*args, **kwargs)
+        if taken and not claimed.is_set():
+            claimed.set()
+            await answer.wait()
+        return taken
+
+    monkeypatch.setattr(store, "claim_queued", held_claim)
+    run_id = (await client.post("/runs", json={"pipeline": "NOOP_10"})).json()["id"]
+    async with asyncio.timeout(WAIT):
+        await claimed.wait()  # claimed in the database, not yet executing anywhere
+    response = await client.post(f"/runs/{run_id}/cancel")
+    answer.set()
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "cancelling"
+    assert await wait_until_finished(app, run_id) == "cancelled"
+    run = (await client.get(f"/runs/{run_id}")).json()
+    assert {s["status"] for s in run["steps"]} == {"pending"}  # no step began
 
 
 async def test_cancelling_a_finished_run_is_a_409(client: httpx.AsyncClient, app: FastAPI) -> None:
