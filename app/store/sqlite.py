@@ -117,23 +117,9 @@ def _to_db(column: str, value: Any) -> Any:
     return value
 
 
-def _from_db(column: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if column in _JSON_COLUMNS:
-        return json.loads(value)
-    if column in _TIME_COLUMNS:
-        return _time(value)
-    if column in _BOOL_COLUMNS:
-        return bool(value)
-    return value
-
-
-def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
-    return {
-        column[0]: _from_db(column[0], value)
-        for column, value in zip(cursor.description, values, strict=True)
-    }
+@functools.lru_cache(maxsize=64)
+def _decoders_of(columns: tuple[str, ...]) -> tuple[Callable[[Any], Any] | None, ...]:
+    return tuple(map(_converter, columns))
 
 
 def _converter(column: str) -> Callable[[Any], Any] | None:
@@ -155,7 +141,7 @@ def _columns(
     fields = tuple(field.name for field in dataclasses.fields(row_type))
     if columns[skip:] != fields:
         raise TypeError(f"{row_type.__name__} has fields {fields}, the query selects {columns}")
-    return tuple(map(_converter, columns))
+    return _decoders_of(columns)
 
 
 # Steps and events are decoded by position: a run's steps and the events of a replay are
@@ -171,6 +157,12 @@ def _decoded(
         value if decode is None or value is None else decode(value)
         for decode, value in zip(decoders, values, strict=True)
     ]
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> dict[str, Any]:
+    """A row as a dict by column name (runs, whose columns vary by query)."""
+    names = tuple(column[0] for column in cursor.description)
+    return dict(zip(names, _decoded(_decoders_of(names), values), strict=True))
 
 
 def _step(values: tuple[Any, ...]) -> StepRow:
@@ -551,7 +543,7 @@ class SqliteStore:
         sql = (
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
         )
-        return self._read_here(functools.partial(_events, sql, (run_id, after_seq, limit)))
+        return self._read_here(functools.partial(_read_events, sql, (run_id, after_seq, limit)))
 
     async def all_events(
         self,
@@ -596,7 +588,7 @@ class SqliteStore:
         return await self._events(sql + " ORDER BY seq LIMIT ?", (*params, limit))
 
     async def _events(self, sql: str, params: Sequence[Any]) -> list[EventRow]:
-        return await self._read(functools.partial(_events, sql, params))
+        return await self._read(functools.partial(_read_events, sql, params))
 
     async def count_runs(self) -> dict[tuple[str, str], int]:
         def query(conn: sqlite3.Connection) -> dict[tuple[str, str], int]:
@@ -674,7 +666,7 @@ def _read_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
     return _run(row, steps)
 
 
-def _events(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> list[EventRow]:
+def _read_events(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> list[EventRow]:
     cursor = conn.execute(sql, params)
     return list(map(_event, cursor.fetchall()))
 

@@ -13,9 +13,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.main import create_app
 from app.settings import Settings
-from steps import BaseAction, BaseStep, StepRegistry, StepResult
+from steps import BaseAction, StepRegistry
 
 from .conftest import wait_until_finished
+from .pipelines import Noop
 
 pytestmark = pytest.mark.anyio
 
@@ -35,21 +36,13 @@ class BrokenParams(BaseModel):
         return self
 
 
-class Nothing(BaseStep[Any]):
-    name = "nothing"
-    progress_weight = 1.0
-
-    def execute(self, context: Any) -> StepResult:
-        return StepResult()
-
-
 class BrokenAction(BaseAction[BrokenParams]):
     """Its params model fails, when asked to, with an error that is not a validation error."""
 
     name = "broken"
 
     def setup_steps(self, registry: StepRegistry[Any]) -> None:
-        registry.register(Nothing())
+        registry.register(Noop("nothing"))
 
 
 class Seen:
