@@ -79,6 +79,9 @@ def test_the_runs_list_reads_what_it_missed_while_the_server_was_down(
         with stepline_serve(database, port, ENV) as process:
             page.goto("/ui")
             expect(page.locator("#connection")).to_have_text("Live")
+            # The stream opens first, then the list and the pipelines load: the pipeline
+            # filter is filled last, so the page is whole before the server goes away.
+            expect(page.locator("#filter-pipeline option[value='gated']")).to_have_count(1)
             process.kill()
             process.wait(10)
             expect(page.locator("#connection")).to_have_text("Reconnecting…")
