@@ -4,9 +4,10 @@ the writer's or a reader's connection."""
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
+from datetime import datetime
 
 from app.errors import KeyNameTaken, QueueFull
+from app.store._sqlite_time import moment, stamp
 from app.store.records import ApiKeyRow, NewApiKey, NewRun
 
 __all__ = [
@@ -25,27 +26,18 @@ _KEY_COLUMNS = "id, name, scopes, secret_hash, created_at, revoked_at"
 QUEUE_RETRY_SECONDS = 10.0  # queued runs leave the queue as workers free up
 
 
-def _stamp(value: datetime) -> str:
-    # The format SQLAlchemy's DateTime uses on SQLite, in UTC (as app.store.sqlite writes).
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _moment(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
 def _key(values: tuple[str, str, str, str, str, str | None]) -> ApiKeyRow:
     key_id, name, scopes, secret_hash, created_at, revoked_at = values
-    created = _moment(created_at)
+    created = moment(created_at)
     assert created is not None
-    return ApiKeyRow(key_id, name, tuple(scopes.split()), secret_hash, created, _moment(revoked_at))
+    return ApiKeyRow(key_id, name, tuple(scopes.split()), secret_hash, created, moment(revoked_at))
 
 
 def create_key(conn: sqlite3.Connection, key: NewApiKey, now: datetime) -> ApiKeyRow:
     try:
         conn.execute(
             f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL)",
-            (key.id, key.name, " ".join(key.scopes), key.secret_hash, _stamp(now)),
+            (key.id, key.name, " ".join(key.scopes), key.secret_hash, stamp(now)),
         )
     except sqlite3.IntegrityError as exc:
         raise KeyNameTaken(f"an API key named {key.name!r} exists already") from exc
@@ -72,7 +64,7 @@ def revoke_key(conn: sqlite3.Connection, id_or_name: str, now: datetime) -> ApiK
         found = None if row is None else _key(row)
     if found is None or found.revoked_at is not None:
         return found
-    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (_stamp(now), found.id))
+    conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (stamp(now), found.id))
     return find_key(conn, found.id)
 
 
@@ -85,7 +77,7 @@ def server_secret(conn: sqlite3.Connection, name: str, candidate: str, now: date
     conn.execute(
         "INSERT INTO server_secrets (name, value, created_at) VALUES (?, ?, ?) "
         "ON CONFLICT (name) DO NOTHING",
-        (name, candidate, _stamp(now)),
+        (name, candidate, stamp(now)),
     )
     found = conn.execute("SELECT value FROM server_secrets WHERE name = ?", (name,)).fetchone()
     return str(found[0])
@@ -93,10 +85,10 @@ def server_secret(conn: sqlite3.Connection, name: str, candidate: str, now: date
 
 def use_token(conn: sqlite3.Connection, token_id: str, expires_at: datetime, now: datetime) -> bool:
     # Tokens that have expired are refused for that alone: their ids need not be kept.
-    conn.execute("DELETE FROM used_stream_tokens WHERE expires_at < ?", (_stamp(now),))
+    conn.execute("DELETE FROM used_stream_tokens WHERE expires_at < ?", (stamp(now),))
     cursor = conn.execute(
         "INSERT INTO used_stream_tokens (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-        (token_id, _stamp(expires_at)),
+        (token_id, stamp(expires_at)),
     )
     return cursor.rowcount == 1
 

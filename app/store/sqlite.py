@@ -31,6 +31,7 @@ from app.errors import IdempotencyConflict, InvalidTransition, LeaseLost, RunNot
 from app.ids import new_run_id
 from app.states import RollbackStatus, RunStatus, StepStatus, can_transition
 from app.store import _sqlite_security as security
+from app.store._sqlite_time import moment, stamp
 from app.store.claims import claimable, run_sync
 from app.store.migrate import head_revision, upgrade_sync
 from app.store.records import (
@@ -94,22 +95,13 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _time_text(value: datetime) -> str:
-    # The format SQLAlchemy's DateTime uses on SQLite, in UTC.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-def _time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value).replace(tzinfo=UTC)
-
-
 def _to_db(column: str, value: Any) -> Any:
     if value is None:
         return None
     if column in _JSON_COLUMNS:
         return json_dumps(value)
     if column in _TIME_COLUMNS:
-        return _time_text(value)
+        return stamp(value)
     if column in _BOOL_COLUMNS:
         return int(bool(value))
     if hasattr(value, "value"):  # enums
@@ -126,7 +118,7 @@ def _converter(column: str) -> Callable[[Any], Any] | None:
     if column in _JSON_COLUMNS:
         return json.loads
     if column in _TIME_COLUMNS:
-        return _time
+        return moment
     if column in _BOOL_COLUMNS:
         return bool
     return None
@@ -228,7 +220,7 @@ def _insert_event(
     cursor = conn.execute(
         "INSERT INTO events (run_id, seq, type, pipeline, created_at, data) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (run_id, seq, type_, pipeline, _time_text(now), json_dumps(data)),
+        (run_id, seq, type_, pipeline, stamp(now), json_dumps(data)),
     )
     assert cursor.lastrowid is not None
     return EventRow(cursor.lastrowid, run_id, seq, type_, pipeline, now, data)
@@ -323,7 +315,7 @@ class SqliteStore:
                 return _read_run(conn, found[0]), None
         security.check_queue(conn, run)
         now, run_id = _now(), new_run_id()
-        stamp = _time_text(now)
+        stamped = stamp(now)
         # The steps go in one column, not a row each: a queued run's steps are all pending,
         # and most runs are created faster than they are claimed (see _materialise).
         plan = _plan_text(run.steps)
@@ -332,7 +324,7 @@ class SqliteStore:
             "(?, ?, ?, ?, ?, 0.0, NULL, NULL, NULL, NULL, ?, NULL, NULL, ?, 1, 0, 1, "
             "NULL, NULL, 0, 0, NULL, ?, ?)",
             (run_id, run.pipeline, _QUEUED, json_dumps(run.params),
-             json_dumps(run.labels), stamp, stamp, run.owner_key_id, plan),
+             json_dumps(run.labels), stamped, stamped, run.owner_key_id, plan),
         )  # fmt: skip
         steps = _planned_steps(plan)
         data = {"status": _QUEUED, "progress": 0.0}
@@ -341,7 +333,7 @@ class SqliteStore:
             conn.execute(
                 "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) "
                 "VALUES (?, ?, ?, ?)",
-                (run.idempotency_key, run.request_hash, run_id, stamp),
+                (run.idempotency_key, run.request_hash, run_id, stamped),
             )
         created = RunRow(
             id=run_id, pipeline=run.pipeline, status=RunStatus.queued, params=run.params,
@@ -408,7 +400,7 @@ class SqliteStore:
         that were released); each gets a new epoch, so the old owner can write no more."""
 
         def job(conn: sqlite3.Connection) -> list[RunRow]:
-            moment = now or _now()
+            at = now or _now()
             ids = [
                 row[0]
                 for row in conn.execute(
@@ -416,11 +408,11 @@ class SqliteStore:
                     "(lease_expires_at IS NULL OR lease_expires_at < ?) "
                     "AND (owner IS NULL OR owner <> ?) ORDER BY id LIMIT ?",
                     (RunStatus.running.value, RunStatus.rolling_back.value,
-                     RunStatus.cancelling.value, _time_text(moment), owner, limit),
+                     RunStatus.cancelling.value, stamp(at), owner, limit),
                 )
             ]  # fmt: skip
             for run_id in ids:
-                _take(conn, run_id, owner, moment + timedelta(seconds=lease_seconds))
+                _take(conn, run_id, owner, at + timedelta(seconds=lease_seconds))
             return [_read_run(conn, run_id) for run_id in ids]
 
         return await self.writer.submit(job)
@@ -437,7 +429,7 @@ class SqliteStore:
         those that have written nothing since); return the others."""
 
         def job(conn: sqlite3.Connection) -> set[str]:
-            until = _time_text(_now() + timedelta(seconds=lease_seconds))
+            until = stamp(_now() + timedelta(seconds=lease_seconds))
             sql = "UPDATE runs SET lease_expires_at = ? WHERE id = ? AND owner = ? AND epoch = ?"
             if while_last_seq is not None:
                 sql += " AND last_seq IS ?"
@@ -497,10 +489,10 @@ class SqliteStore:
             params.append(filters.status.value)
         if filters.created_after is not None:
             where.append("created_at >= ?")
-            params.append(_time_text(filters.created_after))
+            params.append(stamp(filters.created_after))
         if filters.created_before is not None:
             where.append("created_at < ?")
-            params.append(_time_text(filters.created_before))
+            params.append(stamp(filters.created_before))
         for key, value in filters.labels.items():
             # json_each, not a JSON path: a path cannot name every key (one with a quote).
             where.append(
@@ -674,7 +666,7 @@ def _read_events(sql: str, params: Sequence[Any], conn: sqlite3.Connection) -> l
 def _take(conn: sqlite3.Connection, run_id: str, owner: str, until: datetime) -> None:
     conn.execute(
         "UPDATE runs SET owner = ?, lease_expires_at = ?, epoch = epoch + 1 WHERE id = ?",
-        (owner, _time_text(until), run_id),
+        (owner, stamp(until), run_id),
     )
 
 
