@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import inspect
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from steps.base import BaseStep, C
 from steps.cancellation import Cancelled
@@ -23,6 +26,8 @@ from steps.report import StepStatus
 from steps.result import StepResult
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from steps._run import Run
     from steps.orchestrator import Orchestrator
 
@@ -32,6 +37,16 @@ _clock = time.perf_counter
 _new = object.__new__
 _RUNNING, _SUCCEEDED = StepStatus.running, StepStatus.succeeded
 _STARTED, _SUCCEEDED_EVENT = EventType.step_started, EventType.step_succeeded
+
+T = TypeVar("T")
+
+
+def _in_thread(executor: Executor | None, call: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    """``asyncio.to_thread`` in ``executor`` (the loop's default one when None)."""
+    context = contextvars.copy_context()  # the step sees the caller's context variables
+    return asyncio.get_running_loop().run_in_executor(
+        executor, functools.partial(context.run, call, *args)
+    )
 
 
 class _Interrupter:
@@ -271,7 +286,7 @@ async def _attempts(
                 result = await interrupter.wait(step.execute(context), limit, step.name)
             else:
                 try:
-                    result = await asyncio.to_thread(step.execute, context)
+                    result = await _in_thread(orchestrator.executor, step.execute, context)
                 finally:  # raised or returned: its last report comes before its end
                     run.flush_thread_progress()
                 if inspect.isawaitable(result):
@@ -330,7 +345,7 @@ async def _rollback(orchestrator: Orchestrator[C], run: Run[C]) -> None:
             if step.is_async_rollback:
                 outcome: Any = step.rollback(context, result)
             else:
-                outcome = await asyncio.to_thread(step.rollback, context, result)
+                outcome = await _in_thread(orchestrator.executor, step.rollback, context, result)
             if inspect.isawaitable(outcome):
                 await outcome
         except Exception as exc:

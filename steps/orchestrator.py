@@ -18,6 +18,7 @@ from steps.retry import DEFAULT_RETRY_POLICY, RetryPolicy
 
 if TYPE_CHECKING:
     import asyncio
+    from concurrent.futures import Executor
 
 __all__ = ["BeforeStep", "Orchestrator"]
 
@@ -44,6 +45,10 @@ class Orchestrator(Generic[C]):
     ``execute_async`` an observer may return an awaitable: the run awaits it, in order,
     before it moves on (a step does not start before its ``step.started`` was handled). Each call of
     ``execute`` is a fresh run: nothing from an earlier run is counted or rolled back again.
+
+    Under ``execute_async`` and ``recover_async`` sync steps and rollbacks run in
+    ``executor``'s threads, or in the event loop's default executor (as ``asyncio.to_thread``)
+    when it is None: a host that runs many runs at once gives them a pool sized to match.
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class Orchestrator(Generic[C]):
         observers: Iterable[StepObserver] = (),
         retry_policy: RetryPolicy = DEFAULT_RETRY_POLICY,
         rollback_on_cancel: bool = True,
+        executor: Executor | None = None,
     ) -> None:
         self.registry = registry
         self.context = context
@@ -64,6 +70,7 @@ class Orchestrator(Generic[C]):
         self.observers = list(observers)
         self.retry_policy = retry_policy
         self.rollback_on_cancel = rollback_on_cancel
+        self.executor = executor
         self.report: RunReport | None = None
         self._running = False
         self._abandoned = False

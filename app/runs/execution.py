@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,8 +61,10 @@ class RunExecution:
         progress_interval: float,
         max_recovery_attempts: int,
         on_step_finished: StepTimer | None = None,
+        threads: Executor | None = None,
     ) -> None:
         self.store, self.bus, self.pipelines, self.run = store, bus, pipelines, run
+        self.threads = threads  # where sync steps run (the loop's default executor if None)
         self.epoch = run.epoch
         self.progress_interval = progress_interval
         self.max_recovery_attempts = max_recovery_attempts
@@ -116,7 +119,10 @@ class RunExecution:
         runtime = RuntimeContext(run_id=run.id, cancellation=CancellationToken())
         plan = pipeline.plan(params, runtime)
         orchestrator: Orchestrator[Any] = Orchestrator(
-            plan.registry, plan.context, rollback_on_cancel=run.rollback_on_cancel
+            plan.registry,
+            plan.context,
+            rollback_on_cancel=run.rollback_on_cancel,
+            executor=self.threads,
         )
         recorder = RunRecorder(
             self.store,

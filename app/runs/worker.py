@@ -1,8 +1,10 @@
 """In-process workers: a bounded pool that pulls queued runs from the store and runs them.
 
 Queued runs live in the database, so they survive a restart. Each run is one asyncio task
-(a ``RunExecution``): async steps run on the loop, sync steps in worker threads. One run's
-failure never touches another: everything a run raises is caught and recorded on that run.
+(a ``RunExecution``): async steps run on the loop, sync steps in the pool's threads, one per
+run it executes at once (the loop's default executor has only ``cpu_count() + 4``, so more
+runs than that would queue for a thread, their timeouts counting). One run's failure never
+touches another: everything a run raises is caught and recorded on that run.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import os
 import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 from app.pipelines.catalog import Pipeline, concurrency_limits
 from app.runs.bus import EventBus
@@ -65,6 +68,7 @@ class WorkerPool:
         self._stopping = False
         self._stop_event = asyncio.Event()
         self._held: dict[str, int] = {}
+        self._threads = ThreadPoolExecutor(max(concurrency, 1), thread_name_prefix="stepline-step")
 
     @property
     def busy(self) -> int:
@@ -146,6 +150,8 @@ class WorkerPool:
         for run_id, epoch in held.items():
             with contextlib.suppress(Exception):
                 await self.store.release(run_id, epoch)
+        # Without waiting: a step that ignored every cancel may still hold its thread.
+        self._threads.shutdown(wait=False)
 
     async def _dispatch(self) -> None:
         while not self._stopping:
@@ -184,6 +190,7 @@ class WorkerPool:
             progress_interval=self.progress_interval,
             max_recovery_attempts=self.max_recovery_attempts,
             on_step_finished=self.on_step_finished,
+            threads=self._threads,
         )
         self._running[run.id] = execution
         self._epochs[run.id] = run.epoch

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from steps import EventType, Orchestrator, RetryPolicy, StepFailedError
+from steps import EventType, Orchestrator, RetryPolicy, StepFailedError, StepResult
 from steps._run import THREAD_PROGRESS_INTERVAL
 
 from .conftest import AsyncStep, Ctx, Recorder, Step, registry_of
@@ -48,6 +50,36 @@ def test_sync_steps_run_in_a_worker_thread_and_do_not_block_the_loop(ctx: Ctx) -
     asyncio.run(main())
 
     assert step_thread[0] != loop_thread[0]
+
+
+class ThreadNamed(Step):
+    """Records in the trace the thread it executes and rolls back on, and what it sees."""
+
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen", default="nothing")
+
+    def execute(self, context: Ctx) -> StepResult:
+        context.trace.append(f"exec {self.name} on {threading.current_thread().name}")
+        context.trace.append(f"{self.name} sees {self.seen.get()}")
+        return StepResult()
+
+    def rollback(self, context: Ctx, result: StepResult) -> None:
+        context.trace.append(f"undo {self.name} on {threading.current_thread().name}")
+
+
+def test_sync_steps_and_their_rollbacks_run_in_the_executor_given(ctx: Ctx) -> None:
+    registry = registry_of(ThreadNamed("a"), Step("b", fail=ValueError("b")))
+
+    async def main() -> None:
+        ThreadNamed.seen.set("the caller's context")
+        with ThreadPoolExecutor(1, thread_name_prefix="mine") as executor:
+            await Orchestrator(registry, ctx, executor=executor).execute_async()
+
+    with pytest.raises(StepFailedError):
+        asyncio.run(main())
+
+    assert ctx.trace == [
+        "exec a on mine_0", "a sees the caller's context", "exec b", "undo b", "undo a on mine_0"
+    ]  # fmt: skip
 
 
 def test_async_steps_run_on_the_loop_thread(ctx: Ctx) -> None:
