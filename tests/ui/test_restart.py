@@ -98,3 +98,38 @@ def test_the_runs_list_reads_what_it_missed_while_the_server_was_down(
         page.context.close()
 
     assert watch.problems == []
+
+
+def test_the_runs_list_loads_by_itself_once_the_server_answers_again(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The server is gone when the list opens: instead of an error with a "Try again"
+    # button beside a stream that reconnects by itself, the list says it is trying again,
+    # and loads as soon as the server is back.
+    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
+    gate.touch()
+    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
+    page, watch = open_page(browser, server.url)
+    watch.expect_console(r"Failed to load resource: net::ERR_")
+    retrying = page.locator(".load-retry")
+    try:
+        with stepline_serve(database, port, ENV) as process:
+            run_id = server.start("gated", {"gate": str(gate), "logs": 1})
+            page.goto("/ui/pipelines")
+            expect(page.locator("h1")).to_have_text("Pipelines")
+            process.kill()
+            process.wait(10)
+        page.locator("a[data-nav=runs]").click()
+        expect(retrying).to_contain_text("Could not load the runs")
+        expect(retrying).to_contain_text("Trying again…")
+        expect(page.locator(".error-box")).to_have_count(0)
+
+        with stepline_serve(database, port, ENV):
+            expect(page.locator(f"tr[data-run='{run_id}']")).to_have_count(1)
+            expect(retrying).to_be_hidden()
+            expect(page.locator("#filter-pipeline option[value='gated']")).to_have_count(1)
+            expect(page.locator("#connection")).to_have_text("Live")
+    finally:
+        page.context.close()
+
+    assert watch.problems == []

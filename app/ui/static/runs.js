@@ -3,7 +3,7 @@
 // at the top only while the list is scrolled to the top, and otherwise waits behind a
 // "N new runs" button, so that nothing moves under a reader's eyes.
 
-import { api } from "./api.js";
+import { api, ApiError } from "./api.js";
 import {
   add, badge, bar, duration, h, labelList, pct, seconds, setBadge, setBar, setText, short,
   tickTimes, when,
@@ -27,6 +27,14 @@ const EVENTS = [
   "step.rollback_started", "step.rolled_back", "step.rollback_failed",
 ];
 const AT_TOP_PX = 8;
+const FIRST_RETRY_MS = 500;
+const MAX_RETRY_MS = 5000;
+
+// Worth trying again: the server did not answer (fetch rejects with a TypeError), was
+// unavailable, or asked us to slow down. Anything else is the page's error to show.
+function transient(error) {
+  return !(error instanceof ApiError) || error.status === 429 || error.status >= 500;
+}
 
 function currentStep(run) {
   const steps = run.steps ?? [];
@@ -93,6 +101,7 @@ class RunsList {
     this.cursor = null;
     this.early = []; // events that came while the first page was loading
     this.loaded = false;
+    this.wake = null; // ends the wait between two tries of the first load
   }
 
   build() {
@@ -104,6 +113,7 @@ class RunsList {
     }));
     this.empty = h("p", { class: "empty", hidden: true }, "No runs match. Start one from ",
       h("a", { href: "/ui/pipelines" }, "Pipelines"), ".");
+    this.retrying = h("p", { class: "reconnecting load-retry", role: "status", hidden: true });
     this.pill = h("button", { type: "button", class: "pill", hidden: true });
     this.pill.addEventListener("click", () => this.showWaiting());
     this.pipeline = h("select", { id: "filter-pipeline", name: "pipeline" },
@@ -140,7 +150,7 @@ class RunsList {
         h("caption", { class: "sr-only" }, "Runs, newest first"),
         h("thead", {}, h("tr", {}, COLUMNS.map((name) => h("th", { scope: "col" }, name)))),
         this.tbody),
-      this.empty, this.older,
+      this.retrying, this.empty, this.older,
       h("p", { class: "hint" }, "Keys: / filter · j / k next and previous run · Enter open"));
   }
 
@@ -152,16 +162,19 @@ class RunsList {
     const stream = new LiveStream({
       path: "/events", tokenPath: "/events/stream-token", probe: "/runs?limit=1",
       query: [...query], events: EVENTS, onEvent: (type, event) => this.receive(type, event),
-      onState: showConnection, onResync: () => this.resync().catch(() => {}),
+      onState: (state) => {
+        showConnection(state);
+        if (state === "live") this.wake?.(); // the server is back: try the first load now
+      },
+      onResync: () => this.resync().catch(() => {}),
     });
     this.page.onLeave(() => stream.close());
     stream.start(); // first: what happens while the first page loads waits in `early`
-    const pipelines = api("/pipelines");
-    await this.load();
-    for (const { name } of (await pipelines).data.items) {
+    const pipelines = await this.firstLoad();
+    if (!this.page.alive) return;
+    for (const { name } of pipelines) {
       this.pipeline.append(h("option", { value: name, selected: name === this.filters.pipeline }, name));
     }
-    if (!this.page.alive) return;
     this.loaded = true;
     for (const [type, event] of this.early.splice(0)) this.receive(type, event);
 
@@ -175,6 +188,32 @@ class RunsList {
       clearInterval(ticker);
       document.removeEventListener("keydown", keys);
     });
+  }
+
+  // The first page of runs and the pipelines, tried again until the server answers: the
+  // stream reconnects by itself, and the list must not be left behind on an error.
+  async firstLoad() {
+    for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      try {
+        this.cursor = null; // a try that failed half-way may have moved it
+        const [, pipelines] = await Promise.all([this.load(), api("/pipelines")]);
+        this.retrying.hidden = true;
+        return pipelines.data.items;
+      } catch (error) {
+        if (!transient(error) || !this.page.alive) throw error;
+        setText(this.retrying, `Could not load the runs (${error.message}). Trying again…`);
+        this.retrying.hidden = false;
+        await new Promise((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = null;
+        if (!this.page.alive) return [];
+      }
+    }
   }
 
   async load() {
