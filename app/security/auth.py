@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import secrets
@@ -52,9 +53,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
 def _arrived_from_outside(server_host: str | None) -> bool:
     # The local address the connection came in on. Anything not an IP address (a test
-    # transport's host name, a Unix socket's path) says nothing either way.
+    # transport's host name, a Unix socket's path) says nothing either way. Cached: a
+    # server listens on a few addresses, and parsing one is on every request.
     if server_host is None:
         return False
     try:
