@@ -215,12 +215,13 @@ def _insert_event(
     type_: str,
     pipeline: str,
     now: datetime,
+    stamped: str,  # now, as stored
     data: dict[str, Any],
 ) -> EventRow:
     cursor = conn.execute(
         "INSERT INTO events (run_id, seq, type, pipeline, created_at, data) "
         "VALUES (?, ?, ?, ?, ?, ?)",
-        (run_id, seq, type_, pipeline, stamp(now), json_dumps(data)),
+        (run_id, seq, type_, pipeline, stamped, json_dumps(data)),
     )
     assert cursor.lastrowid is not None
     return EventRow(cursor.lastrowid, run_id, seq, type_, pipeline, now, data)
@@ -328,7 +329,7 @@ class SqliteStore:
         )  # fmt: skip
         steps = _planned_steps(plan)
         data = {"status": _QUEUED, "progress": 0.0}
-        event = _insert_event(conn, run_id, 1, "run.queued", run.pipeline, now, data)
+        event = _insert_event(conn, run_id, 1, "run.queued", run.pipeline, now, stamped, data)
         if run.idempotency_key is not None:
             conn.execute(
                 "INSERT INTO idempotency_keys (key, request_hash, run_id, created_at) "
@@ -702,10 +703,11 @@ def _apply(
             )
         values["status"] = new_status
     now, seq = _now(), current[1] + 1
-    values["last_seq"], values["updated_at"] = seq, now
+    stamped = stamp(now)  # once for the run's update and its event: formatting is dear
+    values["last_seq"] = seq
     conn.execute(
-        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
-        (*(_to_db(k, v) for k, v in values.items()), run_id),
+        f"UPDATE runs SET {', '.join(f'{k} = ?' for k in values)}, updated_at = ? WHERE id = ?",
+        (*(_to_db(k, v) for k, v in values.items()), stamped, run_id),
     )
     for index, step_values in change.steps.items():
         if step_values:
@@ -719,4 +721,4 @@ def _apply(
         "progress": values.get("progress", current[2]),
         **change.data,
     }
-    return _insert_event(conn, run_id, seq, change.event, current[3], now, data)
+    return _insert_event(conn, run_id, seq, change.event, current[3], now, stamped, data)
