@@ -1,17 +1,18 @@
-"""The run page across a server killed with SIGKILL and started again on the same database
-and port: it says it is reconnecting, then catches up from its last event, with every step
-row and log line once."""
+"""The dashboard across a server killed with SIGKILL and started again on the same database
+and port. The run page says it is reconnecting, then catches up from its last event, with
+every step row and log line once; the runs list reads what it missed, and a list that
+opened while the server was away loads by itself once it answers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.app.processes import free_port, stepline_serve
 
-from .conftest import Screenshot, Server, open_page, serve_env
+from .conftest import Screenshot, Server, Watch, open_page, serve_env
 from .test_dashboard import logged_seqs, step_rows
 
 pytestmark = pytest.mark.slow
@@ -21,18 +22,24 @@ ENV = serve_env(STEPLINE_LEASE_SECONDS="2", STEPLINE_POLL_SECONDS="0.1")
 LOGS = 3  # lines each step writes
 
 
+def restartable(browser: Browser, tmp_path: Path) -> tuple[Server, Path, Page, Watch]:
+    """A server to start (and kill, and start again) on a fresh database and port, a gate
+    file for its runs, and a page that expects the refused connections of a server away."""
+    database, port = tmp_path / "stepline.db", free_port()
+    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
+    page, watch = open_page(browser, server.url)
+    watch.expect_console(r"Failed to load resource: net::ERR_")
+    return server, tmp_path / "gate", page, watch
+
+
 def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_duplicates(
     browser: Browser, tmp_path: Path, screenshot: Screenshot
 ) -> None:
-    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
-    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
-    page, watch = open_page(browser, server.url)
-    # While the server is down the browser logs each refused connection.
-    watch.expect_console(r"Failed to load resource: net::ERR_")
+    server, gate, page, watch = restartable(browser, tmp_path)
     status = page.locator(".run-head .badge")
     lines = page.locator("ol.log li")
     try:
-        with stepline_serve(database, port, ENV) as process:
+        with stepline_serve(server.database, server.port, ENV) as process:
             run_id = server.start("gated", {"gate": str(gate), "logs": LOGS})
             page.goto(f"/ui/runs/{run_id}")
             expect(page.locator("tr.step[data-step=wait] .badge").first).to_have_text("Running")
@@ -45,7 +52,7 @@ def test_a_server_killed_mid_run_shows_reconnecting_then_catches_up_without_dupl
             expect(status).to_have_text("Running")
             screenshot(page, "run-reconnecting")
 
-        with stepline_serve(database, port, ENV):
+        with stepline_serve(server.database, server.port, ENV):
             expect(page.locator(".note")).to_contain_text("recovered by resume")
             expect(page.locator(".reconnecting")).to_be_hidden()
             gate.touch()
@@ -70,13 +77,10 @@ def test_the_runs_list_reads_what_it_missed_while_the_server_was_down(
 ) -> None:
     # The list has received no event yet, so it has no position to resume from: a run that
     # starts and ends while it reconnects is in the list all the same, with its final status.
-    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
+    server, gate, page, watch = restartable(browser, tmp_path)
     gate.touch()
-    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
-    page, watch = open_page(browser, server.url)
-    watch.expect_console(r"Failed to load resource: net::ERR_")
     try:
-        with stepline_serve(database, port, ENV) as process:
+        with stepline_serve(server.database, server.port, ENV) as process:
             page.goto("/ui")
             expect(page.locator("#connection")).to_have_text("Live")
             # The stream opens first, then the list and the pipelines load: the pipeline
@@ -86,7 +90,7 @@ def test_the_runs_list_reads_what_it_missed_while_the_server_was_down(
             process.wait(10)
             expect(page.locator("#connection")).to_have_text("Reconnecting…")
 
-        with stepline_serve(database, port, ENV):
+        with stepline_serve(server.database, server.port, ENV):
             run_id = server.start("gated", {"gate": str(gate), "logs": 1})
             with server.client() as client:
                 finished = client.get(f"/runs/{run_id}/events")  # ends with the final event
@@ -106,14 +110,11 @@ def test_the_runs_list_loads_by_itself_once_the_server_answers_again(
     # The server is gone when the list opens: instead of an error with a "Try again"
     # button beside a stream that reconnects by itself, the list says it is trying again,
     # and loads as soon as the server is back.
-    database, port, gate = tmp_path / "stepline.db", free_port(), tmp_path / "gate"
+    server, gate, page, watch = restartable(browser, tmp_path)
     gate.touch()
-    server = Server(f"http://127.0.0.1:{port}", database, port, ENV)
-    page, watch = open_page(browser, server.url)
-    watch.expect_console(r"Failed to load resource: net::ERR_")
     retrying = page.locator(".load-retry")
     try:
-        with stepline_serve(database, port, ENV) as process:
+        with stepline_serve(server.database, server.port, ENV) as process:
             run_id = server.start("gated", {"gate": str(gate), "logs": 1})
             page.goto("/ui/pipelines")
             expect(page.locator("h1")).to_have_text("Pipelines")
@@ -124,7 +125,7 @@ def test_the_runs_list_loads_by_itself_once_the_server_answers_again(
         expect(retrying).to_contain_text("Trying again…")
         expect(page.locator(".error-box")).to_have_count(0)
 
-        with stepline_serve(database, port, ENV):
+        with stepline_serve(server.database, server.port, ENV):
             expect(page.locator(f"tr[data-run='{run_id}']")).to_have_count(1)
             expect(retrying).to_be_hidden()
             expect(page.locator("#filter-pipeline option[value='gated']")).to_have_count(1)
