@@ -201,6 +201,20 @@ def test_the_runs_list_gains_a_run_started_over_http_without_a_reload(
     screenshot(page, "runs-list")
 
 
+def test_a_list_the_server_refuses_says_why_and_is_not_tried_again(
+    page: Page, watch: Watch
+) -> None:
+    # A 400 is an answer, not an absence: the page shows the problem at once, and only
+    # a server that does not answer (or answers 429 or 5xx) is waited for.
+    watch.expect_console(r"status of 400")
+    page.goto("/ui?label=no-colon")
+
+    box = page.locator(".error-box")
+    expect(box).to_contain_text("label")
+    expect(box.locator("button")).to_have_text("Try again")
+    expect(page.locator(".load-retry")).to_have_count(0)
+
+
 def test_a_new_run_waits_behind_a_button_while_the_list_is_scrolled_down(
     page: Page, server: Server
 ) -> None:

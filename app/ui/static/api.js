@@ -11,6 +11,10 @@ export class ApiError extends Error {
   }
 }
 
+// The server did not answer at all (down, restarting, or the network is): what fetch()
+// rejects with, told apart from our own bugs, so that a page may wait and try again.
+export class NetworkError extends Error {}
+
 export const apiKey = {
   get: () => sessionStorage.getItem(STORAGE),
   set(value) {
@@ -71,10 +75,15 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
     const key = apiKey.get();
     if (key) sent.Authorization = `Bearer ${key}`;
     if (body !== undefined) sent["Content-Type"] = "application/json";
-    const response = await fetch(path, {
-      method, headers: sent, cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let response;
+    try {
+      response = await fetch(path, {
+        method, headers: sent, cache: "no-store",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (error) {
+      throw new NetworkError(error.message);
+    }
     if (response.status === 401) {
       const problem = await problemOf(response);
       await askForKey(key ? `The server refused the key: ${problem.detail}` : problem.detail);

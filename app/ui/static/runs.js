@@ -3,7 +3,7 @@
 // at the top only while the list is scrolled to the top, and otherwise waits behind a
 // "N new runs" button, so that nothing moves under a reader's eyes.
 
-import { api, ApiError } from "./api.js";
+import { api, ApiError, NetworkError } from "./api.js";
 import {
   add, badge, bar, duration, h, labelList, pct, seconds, setBadge, setBar, setText, short,
   tickTimes, when,
@@ -30,10 +30,11 @@ const AT_TOP_PX = 8;
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 5000;
 
-// Worth trying again: the server did not answer (fetch rejects with a TypeError), was
-// unavailable, or asked us to slow down. Anything else is the page's error to show.
+// Worth trying again: the server did not answer, was unavailable, or asked us to slow
+// down. Anything else is the page's error to show.
 function transient(error) {
-  return !(error instanceof ApiError) || error.status === 429 || error.status >= 500;
+  return error instanceof NetworkError
+    || (error instanceof ApiError && (error.status === 429 || error.status >= 500));
 }
 
 function currentStep(run) {
@@ -102,6 +103,7 @@ class RunsList {
     this.early = []; // events that came while the first page was loading
     this.loaded = false;
     this.wake = null; // ends the wait between two tries of the first load
+    this.lives = 0; // how often the stream has gone live: a try that fails after one retries at once
   }
 
   build() {
@@ -164,7 +166,10 @@ class RunsList {
       query: [...query], events: EVENTS, onEvent: (type, event) => this.receive(type, event),
       onState: (state) => {
         showConnection(state);
-        if (state === "live") this.wake?.(); // the server is back: try the first load now
+        if (state === "live") { // the server is back: try the first load now
+          this.lives += 1;
+          this.wake?.();
+        }
       },
       onResync: () => this.resync().catch(() => {}),
     });
@@ -194,6 +199,10 @@ class RunsList {
   // stream reconnects by itself, and the list must not be left behind on an error.
   async firstLoad() {
     for (let delay = FIRST_RETRY_MS; ; delay = Math.min(delay * 2, MAX_RETRY_MS)) {
+      const lives = this.lives;
+      // Events from before this try are in what it reads; only those that come while it
+      // runs may be newer than that, so a failed try's are dropped.
+      this.early = [];
       try {
         this.cursor = null; // a try that failed half-way may have moved it
         const [, pipelines] = await Promise.all([this.load(), api("/pipelines")]);
@@ -203,6 +212,7 @@ class RunsList {
         if (!transient(error) || !this.page.alive) throw error;
         setText(this.retrying, `Could not load the runs (${error.message}). Trying again…`);
         this.retrying.hidden = false;
+        if (this.lives !== lives) continue; // the stream came back during the try
         await new Promise((resolve) => {
           const timer = setTimeout(resolve, delay);
           this.wake = () => {
