@@ -2,9 +2,9 @@
 
 Queued runs live in the database, so they survive a restart. Each run is one asyncio task
 (a ``RunExecution``): async steps run on the loop, sync steps in the pool's threads, one per
-run it executes at once (the loop's default executor has only ``cpu_count() + 4``, so more
-runs than that would queue for a thread, their timeouts counting). One run's failure never
-touches another: everything a run raises is caught and recorded on that run.
+run it executes at once (the loop's default executor has only ``min(32, cpu_count() + 4)``,
+so more runs than that would queue for a thread, their timeouts counting). One run's
+failure never touches another: everything a run raises is caught and recorded on that run.
 """
 
 from __future__ import annotations
