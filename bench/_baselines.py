@@ -9,13 +9,22 @@ subscriber, with the ping, send timeout, retry hint and headers of Stepline's ``
 ``data``) and publishes each at its offset: ``data`` with ``time`` set to the send time,
 serialised once and put on every subscriber's queue.
 
-Both answer ``GET /healthz``. Run as ``python bench/_baselines.py create|broadcast --port N``.
+``pipeline``: a run service that stores and executes nothing. ``POST /template`` takes what
+one real run looked like to its client (``created``: the body ``POST /runs`` answered;
+``events``: its event stream, each ``id``, ``event`` and ``data``). Then ``POST /runs``
+validates the body with ``RunCreate`` and answers 202 with that body and a ``Location``, and
+``GET /runs/{id}/events`` sends those events at once, with the ping, send timeout and headers
+of Stepline's streams, and ends.
+
+All answer ``GET /healthz``. Run as
+``python bench/_baselines.py create|broadcast|pipeline --port N``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import sys
 from collections.abc import AsyncIterator
@@ -103,7 +112,45 @@ def broadcast_app() -> FastAPI:
     return app
 
 
-APPS = {"create": create_app, "broadcast": broadcast_app}
+def pipeline_app() -> FastAPI:
+    app = FastAPI()
+    template: dict[str, Any] = {"created": b"{}", "events": []}
+    runs = itertools.count(1)
+
+    @app.post("/template", status_code=204)
+    async def set_template(request: Request) -> Response:
+        body = await request.json()
+        template["created"] = body["created"].encode()
+        template["events"] = [(e["event"], e["id"], e["data"]) for e in body["events"]]
+        return Response(status_code=204)
+
+    @app.post("/runs", status_code=202)
+    async def create_run(body: RunCreate) -> Response:
+        location = f"/runs/{next(runs)}"
+        return Response(template["created"], status_code=202, headers={"Location": location},
+                        media_type="application/json")  # fmt: skip
+
+    async def stream(events: list[Item]) -> AsyncIterator[ServerSentEvent]:
+        for type_, id_, data in events:
+            yield ServerSentEvent(data, event=type_, id=id_)
+
+    @app.get("/runs/{run_id}/events")
+    async def run_events(run_id: str) -> EventSourceResponse:
+        return EventSourceResponse(
+            stream(template["events"]),
+            ping=DEFAULTS.sse_ping_seconds,
+            send_timeout=DEFAULTS.sse_send_timeout_seconds,
+            headers=SSE_HEADERS,
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+APPS = {"create": create_app, "broadcast": broadcast_app, "pipeline": pipeline_app}
 
 
 def main(argv: list[str] | None = None) -> int:

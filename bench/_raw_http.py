@@ -123,13 +123,25 @@ class RawClient:
             raise RawHTTPError(f"POST {path}: {status} {data[:200]!r}")
         return data
 
-    async def event_names(self, path: str) -> list[str]:
-        """``GET`` an event stream to its end; the ``event:`` names in order."""
+    async def _stream(self, path: str) -> tuple[_Connection, int, dict[bytes, bytes]]:
         head = (
             b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + self._host_header
             + b"\r\nAccept: text/event-stream\r\n\r\n"
         )  # fmt: skip
-        connection, status, headers = await self._send(head)
+        return await self._send(head)
+
+    async def stream_body(self, path: str) -> bytes:
+        """``GET`` an event stream to its end; its body as sent."""
+        connection, status, headers = await self._stream(path)
+        with self._held(connection):
+            body = await connection.body(headers)
+        if status != 200:
+            raise RawHTTPError(f"GET {path}: {status}")
+        return body
+
+    async def event_names(self, path: str) -> list[str]:
+        """``GET`` an event stream to its end; the ``event:`` names in order."""
+        connection, status, headers = await self._stream(path)
         names: list[str] = []
         with self._held(connection):
             if status != 200:

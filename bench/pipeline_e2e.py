@@ -19,6 +19,16 @@ stored and nothing sent. ``in-process / API`` is how many times more runs per se
 bare orchestrator completes: the cost of durability (a committed, fsynced SQLite write per
 transition, 23 per run, each step's context checkpointed with its result) and of HTTP.
 
+The bare stack, in each repetition: the same clients against ``_baselines.py pipeline``, a
+FastAPI app on the same uvicorn flags that stores and executes nothing. Its ``POST /runs``
+answers the body Stepline answered for one run, and its event stream sends the events that
+run sent, at once, through sse-starlette (both captured from Stepline before the first
+window). ``API / bare`` is the share of what the same HTTP and SSE carry alone that Stepline
+reaches while storing and executing the runs; ``bare / DBOS``, how far above DBOS the stack
+itself stands. With one client, a run also waits for ``COMMITS_PER_RUN`` commits one after
+the other; ``1-client ceiling`` is the rate of a run that costs only the bare stack's latency
+and those commits at the floor.
+
 The physical floor, in each repetition: ``commit_floor.py``'s time of one committed
 one-row SQLite write, with the store's own pragmas, on a file beside the server's. The
 durable step cost is the median run latency with 1 client over the ten steps; the target
@@ -29,12 +39,13 @@ DBOS virtualenv (``bench/_peers.py``), a workflow of ten no-op steps on a SQLite
 database in WAL mode, 1 and 32 client threads, windows as long as these. The target is that
 Stepline completes at least ``DBOS_RATIO_TARGET`` times as many runs per second.
 
-Each repetition measures the baseline, 1 client and 32 clients, the floor and DBOS in turn,
-after one warm-up window; every figure is the median over ``--reps`` (min and max beside
-it), every ratio the median of the per-repetition ratios. Takes about
-``reps * (2 * (RAMP_S + seconds) + BASELINE_S + FLOOR_S + 4) + 10`` seconds (65 s by
-default), and about 17 s more per repetition with ``--dbos``. With ``--json``, the output's
-``summary`` holds this benchmark's lines of the combined table (``run_all.py``).
+Each repetition measures the baseline, 1 client and 32 clients, the same against the bare
+stack, the floor and DBOS in turn, after one warm-up window each; every figure is the median
+over ``--reps`` (min and max beside it), every ratio the median of the per-repetition
+ratios. Takes about ``reps * (4 * (RAMP_S + seconds) + BASELINE_S + FLOOR_S + 4) + 15``
+seconds (100 s by default), and about 17 s more per repetition with ``--dbos``. With
+``--json``, the output's ``summary`` holds this benchmark's lines of the combined table
+(``run_all.py``).
 
 Run from the project root::
 
@@ -66,6 +77,7 @@ from _harness import (
     Server,
     Summary,
     Verdict,
+    baseline,
     median_ratio,
     print_report,
     run_async,
@@ -90,6 +102,9 @@ WARMUP_S = 1.0
 BASELINE_S = 1.0
 FLOOR_S = 1.0
 STEPS = 10
+COMMITS_PER_RUN = STEPS + 2
+"""Commits a run waits for one after the other when it is alone: its creation, each step's
+start (which carries the end of the step before) and its end."""
 DBOS_RATIO_TARGET = 10.0
 FLOOR_RATIO_TARGET = 10.0
 REQUEST_TIMEOUT_S = 30.0
@@ -177,28 +192,56 @@ async def window(client: RawClient, server: Server, clients: int, seconds: float
     )
 
 
+def parse_stream(body: bytes) -> list[dict[str, str]]:
+    """The events of an SSE body (``id``, ``event``, ``data``; one data line each)."""
+    events = []
+    for block in body.replace(b"\r\n", b"\n").decode().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+        if "event" in fields:
+            events.append({key: fields.get(key, "") for key in ("id", "event", "data")})
+    return events
+
+
+async def capture_template(client: RawClient) -> dict[str, Any]:
+    """What one run looked like to its client: the ``POST`` answer and its event stream."""
+    created = await client.post_json("/runs", BODY_BYTES)
+    run_id = json.loads(created)["id"]
+    events = parse_stream(await client.stream_body(f"/runs/{run_id}/events"))
+    if not events or events[-1]["event"] not in TERMINAL_EVENTS:
+        raise RuntimeError(f"run {run_id}: no terminal event in {events!r}")
+    return {"created": created.decode(), "events": events}
+
+
 @dataclass
 class Samples:
     baseline: list[float]
     windows: dict[int, list[Window]]
+    bare: dict[int, list[Window]]
     floor_us: list[float] = field(default_factory=list)
     dbos: list[DbosRep] = field(default_factory=list)
     dbos_skipped: str | None = None
 
 
-async def sample(server: Server, reps: int, seconds: float, tmp: Path, dbos: bool) -> Samples:
+async def sample(
+    server: Server, bare: Server, reps: int, seconds: float, tmp: Path, dbos: bool
+) -> Samples:
     steps = noop_steps()
-    out = Samples([], {n: [] for n in CLIENTS})
+    out = Samples([], {n: [] for n in CLIENTS}, {n: [] for n in CLIENTS})
     out.dbos_skipped = (DBOS.unavailable() if dbos else None) or None
-    client = RawClient(HOST, server.port)
+    client, bare_client = RawClient(HOST, server.port), RawClient(HOST, bare.port)
     try:
+        template = await capture_template(client)
+        await bare_client.post_json("/template", json.dumps(template).encode())
         in_process_rate(steps, BASELINE_S / 4)  # warm-up
         for n in CLIENTS:
             await window(client, server, n, WARMUP_S)
+            await window(bare_client, bare, n, WARMUP_S)
         for _ in range(reps):
             out.baseline.append(in_process_rate(steps, BASELINE_S))
             for n in CLIENTS:
                 out.windows[n].append(await window(client, server, n, seconds))
+            for n in CLIENTS:
+                out.bare[n].append(await window(bare_client, bare, n, seconds))
             out.floor_us.append(await asyncio.to_thread(commit_cost_us, tmp / "floor.db", FLOOR_S))
             if dbos and out.dbos_skipped is None:
                 result = await asyncio.to_thread(run_dbos, CLIENTS, seconds, RAMP_S)
@@ -208,12 +251,23 @@ async def sample(server: Server, reps: int, seconds: float, tmp: Path, dbos: boo
                     out.dbos.append(result)
     finally:
         client.close()
+        bare_client.close()
     return out
 
 
 def step_cost_us(samples: Samples) -> list[float]:
     """Per repetition: the median run latency with one client, per step, in µs."""
     return [w.latency_ms * 1e3 / STEPS for w in samples.windows[min(CLIENTS)]]
+
+
+def ceiling_rate(samples: Samples) -> list[float]:
+    """Per repetition: the runs per second of one client if a run cost only the bare
+    stack's latency and ``COMMITS_PER_RUN`` commits at the floor."""
+    bare = samples.bare[min(CLIENTS)]
+    return [
+        1e3 / (w.latency_ms + COMMITS_PER_RUN * floor / 1e3)
+        for w, floor in zip(bare, samples.floor_us, strict=True)
+    ]
 
 
 def table(samples: Samples) -> list[Row]:
@@ -225,9 +279,16 @@ def table(samples: Samples) -> list[Row]:
             to_row(f"  server CPU, {n}", "cores", [w.server_cores for w in windows]),
             to_row(f"  client CPU, {n}", "cores", [w.client_cores for w in windows]),
         ]
+    for n, windows in samples.bare.items():
+        rows += [
+            to_row(f"bare HTTP + SSE, {n} client(s)", "runs/s", [w.rate for w in windows]),
+            to_row(f"  bare latency, {n}", "ms", [w.latency_ms for w in windows]),
+            to_row(f"  bare server CPU, {n}", "cores", [w.server_cores for w in windows]),
+        ]
     rows += [
         to_row(f"durable step cost, {min(CLIENTS)} client", "µs", step_cost_us(samples)),
         to_row("commit floor", "µs", samples.floor_us),
+        to_row(f"{min(CLIENTS)}-client ceiling", "runs/s", ceiling_rate(samples)),
     ]
     if samples.dbos and not samples.dbos_skipped:
         for n in CLIENTS:
@@ -252,6 +313,9 @@ def verdicts(samples: Samples) -> list[Verdict]:
         if lo.rate
     )
     items.append(Verdict(f"API {high} clients / {low} client", scale, "x"))
+    for n in CLIENTS:
+        ratio = bare_ratio(samples, n)
+        items.append(Verdict(f"API / bare HTTP + SSE, {n} client(s)", ratio, "x"))
     floor = median_ratio(step_cost_us(samples), samples.floor_us)
     target = f"<= {FLOOR_RATIO_TARGET:g}"
     items.append(
@@ -263,15 +327,27 @@ def verdicts(samples: Samples) -> list[Verdict]:
             ratio = dbos_ratio(samples, n)
             passed = ratio >= DBOS_RATIO_TARGET
             items.append(Verdict(f"API / DBOS, {n} client(s)", ratio, "x", target, passed))
+        for n in CLIENTS:
+            ratio = _over_dbos(samples, [w.rate for w in samples.bare[n]], n)
+            items.append(Verdict(f"bare HTTP + SSE / DBOS, {n} client(s)", ratio, "x"))
+        ratio = _over_dbos(samples, ceiling_rate(samples), low)
+        items.append(Verdict(f"{low}-client ceiling / DBOS", ratio, "x"))
     failed = sum(w.failed for windows in samples.windows.values() for w in windows)
     items.append(Verdict("runs not succeeded", failed, "", "0", failed == 0))
     return items
 
 
 def dbos_ratio(samples: Samples, clients: int) -> float:
+    return _over_dbos(samples, [w.rate for w in samples.windows[clients]], clients)
+
+
+def _over_dbos(samples: Samples, rates: list[float], clients: int) -> float:
+    return median_ratio(rates[: len(samples.dbos)], [r.rates[clients] for r in samples.dbos])
+
+
+def bare_ratio(samples: Samples, clients: int) -> float:
     return median_ratio(
-        [w.rate for w in samples.windows[clients]][: len(samples.dbos)],
-        [r.rates[clients] for r in samples.dbos],
+        [w.rate for w in samples.windows[clients]], [w.rate for w in samples.bare[clients]]
     )
 
 
@@ -311,10 +387,16 @@ def dbos_summary(samples: Samples, ours: Row, clients: int, workers: int) -> Sum
     ratio = dbos_ratio(samples, clients)
     theirs = statistics.median(r.rates[clients] for r in samples.dbos)
     first = samples.dbos[0]
+    bare = _over_dbos(samples, [w.rate for w in samples.bare[clients]], clients)
+    stands = f"bare HTTP + SSE alone {bare:.3g}x DBOS"
+    if clients == min(CLIENTS):
+        ceiling = _over_dbos(samples, ceiling_rate(samples), clients)
+        stands += f", with {COMMITS_PER_RUN} commits {ceiling:.3g}x"
     return summary_of(
         ours, "durable pipeline", measure, baseline=baseline, baseline_median=theirs,
         ratio=ratio, target=target, passed=ratio >= DBOS_RATIO_TARGET,
-        note=f"DBOS on Python {first.python}, journal {first.journal_mode}, "
+        note=f"{bare_ratio(samples, clients):.2f}x of bare HTTP + SSE; {stands}; "
+        f"DBOS on Python {first.python}, journal {first.journal_mode}, "
         f"synchronous={first.synchronous}",
     )  # fmt: skip
 
@@ -347,8 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp:
         argv_, env, log = stepline(Path(tmp))
         env["STEPLINE_WORKERS"] = str(workers)
-        with serving("stepline", argv_, env, log) as server:
-            samples = run_async(sample(server, args.reps, args.seconds, Path(tmp), args.dbos))
+        with (
+            serving("stepline", argv_, env, log) as server,
+            serving("bare", *baseline("pipeline", Path(tmp))) as bare,
+        ):
+            samples = run_async(sample(server, bare, args.reps, args.seconds, Path(tmp), args.dbos))
     if samples.dbos_skipped:
         config["dbos_skipped"] = samples.dbos_skipped
     elif samples.dbos:
