@@ -6,7 +6,11 @@ counts to ``--calls`` (1,000,000), calling ``context.set_progress(i, calls)`` at
 It is a sync step, so it runs in a worker thread and every report crosses to the event loop,
 where the run's recorder keeps at most ``progress_per_second`` (10) progress events per
 second and run. Baseline, on the same server in the same repetition: the same step with
-``report`` off, counting as far without reporting. Each run is ``POST /runs`` and then
+``report`` off, counting as far without reporting. The floor, likewise: the same loop
+calling the ``set_progress`` of an object whose method does nothing, the cheapest report
+any method could be. ``empty method / not`` says how close to the baseline any report could
+come; the per-call costs (the step's time over the baseline's, per call) say what
+Stepline's report adds to the empty method. Each run is ``POST /runs`` and then
 ``GET /runs/{id}/events`` with ``Last-Event-ID: 0`` (every event of the run) until the
 terminal event; reported per run: the time from the POST to the terminal event, the step's
 own ``duration_seconds`` (from its ``step.succeeded`` event), and how many ``step.progress``
@@ -76,7 +80,10 @@ class Run:
         return math.ceil(self.step_seconds * PROGRESS_PER_SECOND) + 1
 
 
-async def one_run(client: httpx.AsyncClient, calls: int, report: bool) -> Run:
+REPORTING, EMPTY, NONE = "set_progress", "empty_method", "none"
+
+
+async def one_run(client: httpx.AsyncClient, calls: int, report: str) -> Run:
     """POST a ``flood`` run, follow all its events to the terminal one."""
     body = {"pipeline": "flood", "params": {"calls": calls, "report": report},
             "labels": {"bench": "progress_flood"}}  # fmt: skip
@@ -108,20 +115,49 @@ def _duration(data: str) -> float:
     return float(found) if found is not None else math.nan
 
 
-async def sample(url: str, reps: int, calls: int) -> tuple[list[Run], list[Run]]:
-    flood: list[Run] = []
-    bare: list[Run] = []
+@dataclass(frozen=True)
+class Samples:
+    """Per repetition, one run of each kind, and the calls each made."""
+
+    flood: list[Run]
+    empty: list[Run]
+    bare: list[Run]
+    calls: int
+
+    @property
+    def all(self) -> tuple[Run, ...]:
+        return (*self.flood, *self.empty, *self.bare)
+
+    def ratio(self, runs: list[Run], baseline: list[Run], step: bool = False) -> float:
+        """Median over the repetitions of the run (or step) time of ``runs`` over
+        ``baseline``'s."""
+        if step:
+            return median_ratio([r.step_seconds for r in runs], [r.step_seconds for r in baseline])
+        return median_ratio([r.seconds for r in runs], [r.seconds for r in baseline])
+
+    def per_call_ns(self, runs: list[Run]) -> list[float]:
+        """Per repetition, what each call added to the step, over the step not reporting."""
+        return [
+            (r.step_seconds - b.step_seconds) / self.calls * 1e9
+            for r, b in zip(runs, self.bare, strict=True)
+        ]
+
+
+async def sample(url: str, reps: int, calls: int) -> Samples:
+    out = Samples([], [], [], calls)
+    kinds = ((REPORTING, out.flood), (EMPTY, out.empty), (NONE, out.bare))
     async with httpx.AsyncClient(base_url=url, timeout=RUN_TIMEOUT_S, trust_env=False) as client:
-        async with asyncio.timeout(RUN_TIMEOUT_S * (2 * reps + 2)):
-            await one_run(client, WARMUP_CALLS, True)
-            await one_run(client, WARMUP_CALLS, False)
+        async with asyncio.timeout(RUN_TIMEOUT_S * (len(kinds) * (reps + 1))):
+            for report, _runs in kinds:
+                await one_run(client, WARMUP_CALLS, report)
             for _ in range(reps):
-                flood.append(await one_run(client, calls, True))
-                bare.append(await one_run(client, calls, False))
-    return flood, bare
+                for report, runs in kinds:
+                    runs.append(await one_run(client, calls, report))
+    return out
 
 
-def rows(flood: list[Run], bare: list[Run]) -> list[Row]:
+def rows(samples: Samples) -> list[Row]:
+    flood, empty, bare = samples.flood, samples.empty, samples.bare
     return [
         to_row("reporting: run", "s", [r.seconds for r in flood]),
         to_row("reporting: step", "s", [r.step_seconds for r in flood]),
@@ -129,34 +165,45 @@ def rows(flood: list[Run], bare: list[Run]) -> list[Row]:
         to_row("reporting: all events", "", [r.events for r in flood]),
         to_row("not reporting: run", "s", [r.seconds for r in bare]),
         to_row("not reporting: step", "s", [r.step_seconds for r in bare]),
+        to_row("empty method: run", "s", [r.seconds for r in empty]),
+        to_row("empty method: step", "s", [r.step_seconds for r in empty]),
+        to_row("set_progress, per call", "ns", samples.per_call_ns(flood)),
+        to_row("empty method, per call", "ns", samples.per_call_ns(empty)),
     ]
 
 
-def verdicts(flood: list[Run], bare: list[Run]) -> list[Verdict]:
-    ratio = median_ratio([r.seconds for r in flood], [r.seconds for r in bare])
-    step_ratio = median_ratio([r.step_seconds for r in flood], [r.step_seconds for r in bare])
+def verdicts(samples: Samples) -> list[Verdict]:
+    flood, empty, bare = samples.flood, samples.empty, samples.bare
+    ratio = samples.ratio(flood, bare)
     over = max(r.progress_events - r.progress_bound for r in flood)
-    failed = sum(r.outcome != "run.succeeded" for r in (*flood, *bare))
+    failed = sum(r.outcome != "run.succeeded" for r in samples.all)
     return [
         Verdict("reporting / not, run time", ratio, "x", f"< {RATIO_TARGET:g}",
                 ratio < RATIO_TARGET),
-        Verdict("reporting / not, step time", step_ratio, "x"),
+        Verdict("reporting / not, step time", samples.ratio(flood, bare, step=True), "x"),
+        Verdict("empty method / not, run time", samples.ratio(empty, bare), "x"),
+        Verdict("empty method / not, step time", samples.ratio(empty, bare, step=True), "x"),
+        Verdict("reporting / empty method, run time", samples.ratio(flood, empty), "x"),
         Verdict("progress events over the rate limit", over, "", "<= 0", over <= 0),
         Verdict("runs not succeeded", failed, "", "0", failed == 0),
     ]  # fmt: skip
 
 
-def summary(flood: list[Run], bare: list[Run], calls: int) -> list[Summary]:
-    table = rows(flood, bare)
-    ratio = median_ratio([r.seconds for r in flood], [r.seconds for r in bare])
+def summary(samples: Samples) -> list[Summary]:
+    flood, bare = samples.flood, samples.bare
+    table = rows(samples)
+    ratio = samples.ratio(flood, bare)
+    floor = samples.ratio(samples.empty, bare)
     bound = max(r.progress_bound for r in flood)
     stored = table[2]
     lines = [
         summary_of(
-            table[0], "progress flood", f"{calls:,} set_progress calls, one run over HTTP",
+            table[0], "progress flood", f"{samples.calls:,} set_progress calls, one run over HTTP",
             baseline="same step, no reporting", baseline_median=table[4].median, ratio=ratio,
             target=f"< {RATIO_TARGET:g}x", passed=ratio < RATIO_TARGET,
-            note=f"step alone: {table[1].median:.3g} s vs {table[5].median:.3g} s",
+            note=f"step alone: {table[1].median:.3g} s vs {table[5].median:.3g} s; "
+            f"an empty method instead: {floor:.3g}x; per call {table[8].median:.0f} ns, "
+            f"an empty method's {table[9].median:.0f} ns",
         ),
         summary_of(
             stored, "progress flood", "step.progress events stored per run",
@@ -165,7 +212,7 @@ def summary(flood: list[Run], bare: list[Run], calls: int) -> list[Summary]:
             note=f"bound {bound} in the longest step",
         ),
     ]  # fmt: skip
-    failed = sum(r.outcome != "run.succeeded" for r in (*flood, *bare))
+    failed = sum(r.outcome != "run.succeeded" for r in samples.all)
     if failed:  # the figures are of runs that did not do their work
         warning = f"{failed} runs did not succeed"
         return [replace(x, passed=False, note=f"{x.note}; {warning}") for x in lines]
@@ -191,14 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="stepline-bench-") as tmp,
         serving("stepline", *stepline(Path(tmp), pipelines=PIPELINES)) as server,
     ):
-        flood, bare = run_async(sample(server.url, args.reps, args.calls))
+        samples = run_async(sample(server.url, args.reps, args.calls))
     print_report(
         f"progress flood: {args.calls:,} set_progress calls in one step, {args.reps} reps",
         config,
-        rows(flood, bare),
-        verdicts(flood, bare),
+        rows(samples),
+        verdicts(samples),
         args.json,
-        summary(flood, bare, args.calls),
+        summary(samples),
     )
     return 0
 

@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -328,22 +328,31 @@ class FloodParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     calls: int = Field(0, ge=0)
-    report: bool = True
+    report: Literal["set_progress", "empty_method", "none"] = "set_progress"
+
+
+class _EmptyProgress:
+    """A context whose ``set_progress`` does nothing: the cheapest report a method allows."""
+
+    def set_progress(self, current: float, total: float | None = None) -> None:
+        pass
 
 
 class Flood(BaseStep[Any]):
-    """Counts to ``calls``, reporting each count as progress unless ``report`` is off."""
+    """Counts to ``calls``, calling ``set_progress`` at each count: the context's, an empty
+    method's, or (``none``) nothing, in the same loop."""
 
     name = "flood"
     progress_weight = 1.0
 
     def execute(self, context: Any) -> StepResult:
         params: FloodParams = context.params
-        calls, report = params.calls, params.report
+        calls, report = params.calls, params.report != "none"
+        target = context if params.report == "set_progress" else _EmptyProgress()
         for i in range(1, calls + 1):
             if report:
-                context.set_progress(i, calls)
-        return StepResult(data={"calls": calls, "reported": report})
+                target.set_progress(i, calls)
+        return StepResult(data={"calls": calls, "reported": params.report})
 
 
 class FloodAction(ParamsAction[FloodParams]):
