@@ -285,10 +285,11 @@ async def _attempts(
             if on_loop:
                 result = await interrupter.wait(step.execute(context), limit, step.name)
             else:
+                run.in_thread(True)
                 try:
                     result = await _in_thread(orchestrator.executor, step.execute, context)
                 finally:  # raised or returned: its last report comes before its end
-                    run.flush_thread_progress()
+                    run.in_thread(False)
                 if inspect.isawaitable(result):
                     result = await interrupter.wait(result, limit, step.name)
             if interrupter.withdraw():  # the step swallowed our cancel

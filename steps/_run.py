@@ -12,6 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
+from steps._thread_progress import THREAD_PROGRESS_INTERVAL, Report, ThreadProgress
 from steps.base import C
 from steps.cancellation import Cancelled
 from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
@@ -24,14 +25,11 @@ from steps.result import StepResult
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["ProgressCallback", "Run"]
+__all__ = ["THREAD_PROGRESS_INTERVAL", "ProgressCallback", "Run"]
 
 ProgressCallback = Callable[[float, float], None]
 """``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``,
 called each time the value moves."""
-
-THREAD_PROGRESS_INTERVAL = 0.02
-"""Seconds between two hand-overs to the loop of progress reported from a step's thread."""
 
 _ROLLBACK_FAILED = "Rollback failed for step '{}'"  # the reference's wording, kept for callers
 
@@ -75,9 +73,7 @@ class Run(Generic[C]):
         self._started_at = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
-        self._thread_progress: tuple[str | None, float] = (None, 0.0)
-        self._progress_handed = False  # a hand-over of _thread_progress is on the loop
-        self._handed: tuple[str | None, float] = self._thread_progress  # last handed over
+        self.thread_progress: ThreadProgress | None = None  # set with the loop
         self.deferred_error: BaseException | None = None
         self._planned = 0
         self._undone = 0
@@ -160,47 +156,25 @@ class Run(Generic[C]):
         """Progress reported from other threads is handed to ``loop`` (async execution)."""
         self._loop = loop
         self._loop_thread = threading.get_ident()
+        self.thread_progress = ThreadProgress(loop, self._hand_over)
 
     def report_progress(self, step: str | None, fraction: float) -> None:
-        if self._loop is not None and threading.get_ident() != self._loop_thread:
-            # From a step's thread only the latest report matters (each one supersedes the
-            # one before), so the loop gets one hand-over at a time, not one per report: a
-            # step reporting a million times must not queue a million callbacks. Written
-            # before the flag is read here, and the flag cleared on the loop before the
-            # value is read again, so the latest report is always handed over.
-            self._thread_progress = (step, fraction)
-            if not self._progress_handed:
-                self._progress_handed = True
-                self._loop.call_soon_threadsafe(self._progress_from_thread)
+        if self.thread_progress is not None and threading.get_ident() != self._loop_thread:
+            self.thread_progress.report(step, fraction)
             return
         self._progress(step, fraction)
 
-    def flush_thread_progress(self) -> None:
-        """On the loop, once a step's thread has returned: its last report, if not yet
-        handed over, reaches the observers before the step's end does."""
-        latest = self._thread_progress
-        if latest is not self._handed:
-            self._hand_over(latest)
+    def in_thread(self, running: bool) -> None:
+        """A sync step starts (or stops) running in its thread: while it does, the context
+        hands its reports straight to ``thread_progress``."""
+        handover = self.thread_progress
+        object.__setattr__(self.context, "_thread_progress", handover if running else None)
+        if not running and handover is not None:
+            handover.flush()
 
-    def _progress_from_thread(self) -> None:
-        latest = self._thread_progress
-        if latest is self._handed:  # nothing new since the last hand-over: close it
-            self._progress_handed = False
-            if self._thread_progress is latest:
-                return
-            self._progress_handed = True  # a report landed meanwhile: take it
-            latest = self._thread_progress
-        self._hand_over(latest)
-        # The hand-over stays open for a while: reports meanwhile only replace the value,
-        # instead of waking the loop (and taking the GIL from the step) thousands of times
-        # a second.
-        assert self._loop is not None
-        self._loop.call_later(THREAD_PROGRESS_INTERVAL, self._progress_from_thread)
-
-    def _hand_over(self, latest: tuple[str | None, float]) -> None:
+    def _hand_over(self, latest: Report) -> None:
         # An observer's error cannot be raised into the step's thread: it waits for the
         # step's end, where the first one is raised.
-        self._handed = latest
         try:
             self._progress(*latest)
         except Exception as exc:
@@ -506,6 +480,7 @@ class Run(Generic[C]):
         ctx.current_step = None
         ctx.current_step_order = None
         object.__setattr__(ctx, "_reporter", None)
+        object.__setattr__(ctx, "_thread_progress", None)
         object.__setattr__(ctx, "_deadline", None)
         self.current = None
         report = self.report

@@ -5,11 +5,14 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from steps.cancellation import CancellationToken
 from steps.errors import StepTimeoutError
 from steps.result import StepResult
+
+if TYPE_CHECKING:
+    from steps._thread_progress import ThreadProgress
 
 __all__ = ["BaseStepContext", "LogLevel", "RuntimeContext", "StepLogger", "StepReporter"]
 
@@ -106,6 +109,7 @@ class BaseStepContext:
     # Set by the running orchestrator; class-level defaults keep them out of the dataclass
     # fields, so they never reach equality, repr or a checkpoint of the context.
     _reporter: ClassVar[StepReporter | None] = None
+    _thread_progress: ClassVar[ThreadProgress | None] = None
     _deadline: ClassVar[tuple[float, str, float] | None] = None
 
     @property
@@ -130,6 +134,12 @@ class BaseStepContext:
             fraction = current / total
         else:
             fraction = _fraction(current, total)
+        handover = self._thread_progress
+        if handover is not None:  # a sync step in its thread: ThreadProgress.report, inlined
+            handover.latest = (step or self.current_step, fraction)
+            if not handover.handing:
+                handover.start()
+            return
         reporter = self._reporter
         if reporter is not None:
             reporter.report_progress(step or self.current_step, fraction)
