@@ -134,3 +134,39 @@ def test_the_runs_list_loads_by_itself_once_the_server_answers_again(
         page.context.close()
 
     assert watch.problems == []
+
+
+def test_a_page_opened_while_the_server_is_away_loads_by_itself_once_it_answers(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The run page and the pipelines page have no stream before their first load: the
+    # error says it is trying again, and the page appears once the server is back.
+    server, gate, page, watch = restartable(browser, tmp_path)
+    gate.touch()
+    error, retrying = page.locator(".error-box"), page.locator(".error-box .load-retry")
+    try:
+        with stepline_serve(server.database, server.port, ENV) as process:
+            run_id = server.start("gated", {"gate": str(gate), "logs": 1})
+            page.goto("/ui")
+            expect(page.locator(f"tr[data-run='{run_id}'] .badge")).to_have_text("Succeeded")
+            process.kill()
+            process.wait(10)
+        page.locator(f"tr[data-run='{run_id}'] a.mono").click()
+        expect(retrying).to_have_text("Trying again…")
+        expect(error.locator("button")).to_have_text("Try again")
+
+        with stepline_serve(server.database, server.port, ENV) as process:
+            expect(page.locator(".run-head .badge")).to_have_text("Succeeded")
+            expect(error).to_have_count(0)
+            process.kill()
+            process.wait(10)
+        page.locator("a[data-nav=pipelines]").click()
+        expect(retrying).to_have_text("Trying again…")
+
+        with stepline_serve(server.database, server.port, ENV):
+            expect(page.locator("h1")).to_have_text("Pipelines")
+            expect(error).to_have_count(0)
+    finally:
+        page.context.close()
+
+    assert watch.problems == []

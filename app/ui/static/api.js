@@ -15,6 +15,18 @@ export class ApiError extends Error {
 // rejects with, told apart from our own bugs, so that a page may wait and try again.
 export class NetworkError extends Error {}
 
+// A page the server could not give is loaded again by itself, from this delay doubling up
+// to the next.
+export const FIRST_RETRY_MS = 500;
+export const MAX_RETRY_MS = 5000;
+
+// Worth trying again: the server did not answer, was unavailable, or asked us to slow
+// down. Anything else is the page's error to show.
+export function transient(error) {
+  return error instanceof NetworkError
+    || (error instanceof ApiError && (error.status === 429 || error.status >= 500));
+}
+
 export const apiKey = {
   get: () => sessionStorage.getItem(STORAGE),
   set(value) {

@@ -1,7 +1,7 @@
 // The single-page shell: client-side routes over the history API, so that every page has a
 // URL that works on reload, and one page at a time, which is disposed of when left.
 
-import { installKeyButton } from "./api.js";
+import { FIRST_RETRY_MS, installKeyButton, MAX_RETRY_MS, transient } from "./api.js";
 import { h } from "./dom.js";
 import { showConnection } from "./live.js";
 import { pipelinePage, pipelinesPage } from "./pipelines.js";
@@ -39,6 +39,8 @@ class Page {
 }
 
 let current = null;
+// The next automatic retry of the page at `path`, which the server did not give.
+const retry = { path: null, delay: FIRST_RETRY_MS };
 
 export function navigate(path, { replace = false } = {}) {
   if (replace) history.replaceState(null, "", path);
@@ -68,16 +70,29 @@ function render() {
   const show = make(...pattern.exec(path).slice(1));
   Promise.resolve()
     .then(() => show(page))
+    .then(() => {
+      if (retry.path === path) retry.path = null;
+    })
     .catch((error) => page.alive && showError(page, error));
 }
 
-export function showError(page, error) {
+// A server that did not answer (or was unavailable) is tried again by itself, as the
+// event streams reconnect by themselves; any other error waits for the button.
+function showError(page, error) {
+  const again = transient(error);
   page.main.replaceChildren(
     h("div", { class: "error-box", role: "alert" },
       h("h1", { tabindex: -1 }, error.problem?.title ?? "Something went wrong"),
       h("p", {}, error.message),
+      again && h("p", { class: "reconnecting load-retry" }, "Trying again…"),
       h("button", { type: "button", onclick: render }, "Try again")),
   );
+  if (!again) return;
+  const path = location.pathname;
+  if (retry.path !== path) Object.assign(retry, { path, delay: FIRST_RETRY_MS });
+  const timer = setTimeout(render, retry.delay);
+  retry.delay = Math.min(retry.delay * 2, MAX_RETRY_MS);
+  page.onLeave(() => clearTimeout(timer));
 }
 
 // Move focus to the new page's heading, so that a screen reader announces where it is.

@@ -3,7 +3,7 @@
 // at the top only while the list is scrolled to the top, and otherwise waits behind a
 // "N new runs" button, so that nothing moves under a reader's eyes.
 
-import { api, ApiError, NetworkError } from "./api.js";
+import { api, FIRST_RETRY_MS, MAX_RETRY_MS, transient } from "./api.js";
 import {
   add, badge, bar, duration, h, labelList, pct, seconds, setBadge, setBar, setText, short,
   tickTimes, when,
@@ -27,15 +27,6 @@ const EVENTS = [
   "step.rollback_started", "step.rolled_back", "step.rollback_failed",
 ];
 const AT_TOP_PX = 8;
-const FIRST_RETRY_MS = 500;
-const MAX_RETRY_MS = 5000;
-
-// Worth trying again: the server did not answer, was unavailable, or asked us to slow
-// down. Anything else is the page's error to show.
-function transient(error) {
-  return error instanceof NetworkError
-    || (error instanceof ApiError && (error.status === 429 || error.status >= 500));
-}
 
 function currentStep(run) {
   const steps = run.steps ?? [];
