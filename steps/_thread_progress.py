@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["Report", "ThreadProgress"]
+__all__ = ["THREAD_PROGRESS_INTERVAL", "Report", "ThreadProgress"]
 
 Report = tuple[str | None, float]  # (step, fraction)
 
@@ -27,7 +27,9 @@ class ThreadProgress:
     ``latest`` is written before ``handing`` is read, and ``handing`` is cleared on the loop
     before ``latest`` is read again, so the latest report is always handed over.
     ``BaseStepContext.set_progress`` writes ``latest`` itself while a sync step runs in its
-    thread (a call less per report); ``report`` is the same from anywhere else.
+    thread (a call less per report, and no look at which thread calls: steps run one at a
+    time, so every report meanwhile is the running step's, and reaches the loop at the next
+    hand-over); ``report`` is the same for reports from other threads at other times.
     """
 
     __slots__ = ("_hand_over", "_loop", "handed", "handing", "latest")

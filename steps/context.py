@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
+from steps._thread_progress import ThreadProgress
 from steps.cancellation import CancellationToken
 from steps.errors import StepTimeoutError
 from steps.result import StepResult
-
-if TYPE_CHECKING:
-    from steps._thread_progress import ThreadProgress
 
 __all__ = ["BaseStepContext", "LogLevel", "RuntimeContext", "StepLogger", "StepReporter"]
 
