@@ -205,7 +205,7 @@ def test_a_list_the_server_refuses_says_why_and_is_not_tried_again(
     page: Page, watch: Watch
 ) -> None:
     # A 400 is an answer, not an absence: the page shows the problem at once, and only
-    # a server that does not answer (or answers 429 or 5xx) is waited for.
+    # a server that does not answer (or answers 429, 502, 503 or 504) is waited for.
     watch.expect_console(r"status of 400")
     page.goto("/ui?label=no-colon")
 

@@ -1,7 +1,7 @@
 """The dashboard across a server killed with SIGKILL and started again on the same database
 and port. The run page says it is reconnecting, then catches up from its last event, with
-every step row and log line once; the runs list reads what it missed, and a list that
-opened while the server was away loads by itself once it answers."""
+every step row and log line once; the runs list reads what it missed, and a list or a
+page that opened while the server was away loads by itself once it answers."""
 
 from __future__ import annotations
 
@@ -153,7 +153,17 @@ def test_a_page_opened_while_the_server_is_away_loads_by_itself_once_it_answers(
             process.wait(10)
         page.locator(f"tr[data-run='{run_id}'] a.mono").click()
         expect(retrying).to_have_text("Trying again…")
-        expect(error.locator("button")).to_have_text("Try again")
+        button = error.locator("button")
+        expect(button).to_have_text("Try again")
+        # While it waits, the error stays as it is: not drawn again (nor announced again),
+        # and the focus stays where it was.
+        button.focus()
+        error.evaluate("box => { box.dataset.first = 'yes'; }")
+        for _ in range(2):
+            with page.expect_event("requestfailed", lambda r: r.url.endswith("/healthz")):
+                pass
+        expect(page.locator(".error-box[data-first=yes]")).to_have_count(1)
+        expect(button).to_be_focused()
 
         with stepline_serve(server.database, server.port, ENV) as process:
             expect(page.locator(".run-head .badge")).to_have_text("Succeeded")

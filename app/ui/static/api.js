@@ -4,10 +4,11 @@
 const STORAGE = "stepline.api-key";
 
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfter = null) {
     super(problem?.detail || problem?.title || `HTTP ${status}`);
     this.status = status;
     this.problem = problem ?? {};
+    this.retryAfter = retryAfter; // seconds, from the Retry-After header of a 429 or 503
   }
 }
 
@@ -19,12 +20,19 @@ export class NetworkError extends Error {}
 // to the next.
 export const FIRST_RETRY_MS = 500;
 export const MAX_RETRY_MS = 5000;
+const AWAY = new Set([429, 502, 503, 504]);
 
 // Worth trying again: the server did not answer, was unavailable, or asked us to slow
-// down. Anything else is the page's error to show.
+// down. Anything else (a 500 included: the same request would fail the same way) is the
+// page's error to show.
 export function transient(error) {
-  return error instanceof NetworkError
-    || (error instanceof ApiError && (error.status === 429 || error.status >= 500));
+  return error instanceof NetworkError || (error instanceof ApiError && AWAY.has(error.status));
+}
+
+// How long to wait before trying again: `delay`, or longer if the server said so.
+export function retryDelay(error, delay) {
+  const asked = Number(error?.retryAfter);
+  return Number.isFinite(asked) && asked > 0 ? Math.max(delay, asked * 1000) : delay;
 }
 
 export const apiKey = {
@@ -101,7 +109,10 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
       await askForKey(key ? `The server refused the key: ${problem.detail}` : problem.detail);
       continue;
     }
-    if (!response.ok) throw new ApiError(response.status, await problemOf(response));
+    if (!response.ok) {
+      const problem = await problemOf(response);
+      throw new ApiError(response.status, problem, response.headers.get("Retry-After"));
+    }
     const data = response.status === 204 ? null : await response.json();
     return { status: response.status, headers: response.headers, data };
   }

@@ -1,7 +1,7 @@
 // The single-page shell: client-side routes over the history API, so that every page has a
 // URL that works on reload, and one page at a time, which is disposed of when left.
 
-import { FIRST_RETRY_MS, installKeyButton, MAX_RETRY_MS, transient } from "./api.js";
+import { FIRST_RETRY_MS, installKeyButton, MAX_RETRY_MS, retryDelay, transient } from "./api.js";
 import { h } from "./dom.js";
 import { showConnection } from "./live.js";
 import { pipelinePage, pipelinesPage } from "./pipelines.js";
@@ -39,7 +39,8 @@ class Page {
 }
 
 let current = null;
-// The next automatic retry of the page at `path`, which the server did not give.
+// How long to wait before the page at `path`, which the server did not give, is tried
+// again: it doubles with each failure, until the page loads or another is opened.
 const retry = { path: null, delay: FIRST_RETRY_MS };
 
 export function navigate(path, { replace = false } = {}) {
@@ -76,8 +77,9 @@ function render() {
     .catch((error) => page.alive && showError(page, error));
 }
 
-// A server that did not answer (or was unavailable) is tried again by itself, as the
-// event streams reconnect by themselves; any other error waits for the button.
+// A server that did not answer (or was unavailable) is waited for, as the event streams
+// reconnect by themselves, and the page loads again once it answers; the error stays as
+// it is meanwhile (announced once, focus kept). Any other error waits for the button.
 function showError(page, error) {
   const again = transient(error);
   page.main.replaceChildren(
@@ -87,12 +89,31 @@ function showError(page, error) {
       again && h("p", { class: "reconnecting load-retry" }, "Trying again…"),
       h("button", { type: "button", onclick: render }, "Try again")),
   );
-  if (!again) return;
+  if (again) waitForServer(page, error).then((back) => back && page.alive && render());
+}
+
+async function waitForServer(page, error) {
   const path = location.pathname;
   if (retry.path !== path) Object.assign(retry, { path, delay: FIRST_RETRY_MS });
-  const timer = setTimeout(render, retry.delay);
-  retry.delay = Math.min(retry.delay * 2, MAX_RETRY_MS);
-  page.onLeave(() => clearTimeout(timer));
+  let delay = retryDelay(error, retry.delay);
+  while (page.alive) {
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    while (document.hidden && page.alive) { // a hidden tab asks nothing of the server
+      await new Promise((resolve) => document.addEventListener("visibilitychange", resolve, { once: true }));
+    }
+    retry.delay = delay = Math.min(delay * 2, MAX_RETRY_MS);
+    if (page.alive && await answers()) return true;
+  }
+  return false;
+}
+
+// The server is up: its liveness probe answers (it needs no key).
+async function answers() {
+  try {
+    return (await fetch("/healthz", { cache: "no-store" })).ok;
+  } catch {
+    return false;
+  }
 }
 
 // Move focus to the new page's heading, so that a screen reader announces where it is.

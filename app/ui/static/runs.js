@@ -3,7 +3,7 @@
 // at the top only while the list is scrolled to the top, and otherwise waits behind a
 // "N new runs" button, so that nothing moves under a reader's eyes.
 
-import { api, FIRST_RETRY_MS, MAX_RETRY_MS, transient } from "./api.js";
+import { api, FIRST_RETRY_MS, MAX_RETRY_MS, retryDelay, transient } from "./api.js";
 import {
   add, badge, bar, duration, h, labelList, pct, seconds, setBadge, setBar, setText, short,
   tickTimes, when,
@@ -205,7 +205,7 @@ class RunsList {
         this.retrying.hidden = false;
         if (this.lives !== lives) continue; // the stream came back during the try
         await new Promise((resolve) => {
-          const timer = setTimeout(resolve, delay);
+          const timer = setTimeout(resolve, retryDelay(error, delay));
           this.wake = () => {
             clearTimeout(timer);
             resolve();
