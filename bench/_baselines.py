@@ -11,10 +11,10 @@ serialised once and put on every subscriber's queue.
 
 ``pipeline``: a run service that stores and executes nothing. ``POST /template`` takes what
 one real run looked like to its client (``created``: the body ``POST /runs`` answered;
-``events``: its event stream, each ``id``, ``event`` and ``data``). Then ``POST /runs``
-validates the body with ``RunCreate`` and answers 202 with that body and a ``Location``, and
-``GET /runs/{id}/events`` sends those events at once, with the ping, send timeout and headers
-of Stepline's streams, and ends.
+``chunks``: its event stream, in the writes it came in). Then ``POST /runs`` validates the
+body with ``RunCreate`` and answers 202 with that body and a ``Location``, and
+``GET /runs/{id}/events`` sends those writes at once through sse-starlette, with the ping,
+send timeout and headers of Stepline's streams, and ends.
 
 All answer ``GET /healthz``. Run as
 ``python bench/_baselines.py create|broadcast|pipeline --port N``.
@@ -114,14 +114,14 @@ def broadcast_app() -> FastAPI:
 
 def pipeline_app() -> FastAPI:
     app = FastAPI()
-    template: dict[str, Any] = {"created": b"{}", "events": []}
+    template: dict[str, Any] = {"created": b"{}", "chunks": []}
     runs = itertools.count(1)
 
     @app.post("/template", status_code=204)
     async def set_template(request: Request) -> Response:
         body = await request.json()
         template["created"] = body["created"].encode()
-        template["events"] = [(e["event"], e["id"], e["data"]) for e in body["events"]]
+        template["chunks"] = [chunk.encode() for chunk in body["chunks"]]
         return Response(status_code=204)
 
     @app.post("/runs", status_code=202)
@@ -130,14 +130,14 @@ def pipeline_app() -> FastAPI:
         return Response(template["created"], status_code=202, headers={"Location": location},
                         media_type="application/json")  # fmt: skip
 
-    async def stream(events: list[Item]) -> AsyncIterator[ServerSentEvent]:
-        for type_, id_, data in events:
-            yield ServerSentEvent(data, event=type_, id=id_)
+    async def stream(chunks: list[bytes]) -> AsyncIterator[bytes]:
+        for chunk in chunks:  # already encoded: as many writes as Stepline made
+            yield chunk
 
     @app.get("/runs/{run_id}/events")
     async def run_events(run_id: str) -> EventSourceResponse:
         return EventSourceResponse(
-            stream(template["events"]),
+            stream(template["chunks"]),
             ping=DEFAULTS.sse_ping_seconds,
             send_timeout=DEFAULTS.sse_send_timeout_seconds,
             headers=SSE_HEADERS,

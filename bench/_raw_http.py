@@ -130,14 +130,14 @@ class RawClient:
         )  # fmt: skip
         return await self._send(head)
 
-    async def stream_body(self, path: str) -> bytes:
-        """``GET`` an event stream to its end; its body as sent."""
+    async def stream_chunks(self, path: str) -> list[bytes]:
+        """``GET`` an event stream to its end; its body in the chunks it came in."""
         connection, status, headers = await self._stream(path)
         with self._held(connection):
-            body = await connection.body(headers)
-        if status != 200:
-            raise RawHTTPError(f"GET {path}: {status}")
-        return body
+            if status != 200:
+                await connection.body(headers)
+                raise RawHTTPError(f"GET {path}: {status}")
+            return [chunk async for chunk in connection.chunks()]
 
     async def event_names(self, path: str) -> list[str]:
         """``GET`` an event stream to its end; the ``event:`` names in order."""

@@ -9,7 +9,7 @@ second and run. Baseline, on the same server in the same repetition: the same st
 ``report`` off, counting as far without reporting. The floor, likewise: the same loop
 calling the ``set_progress`` of an object whose method does nothing, the cheapest report
 any method could be. ``empty method / not`` says how close to the baseline any report could
-come; the per-call costs (the step's time over the baseline's, per call) say what
+come; the per-call costs (the step's time less the baseline's, per call) say what
 Stepline's report adds to the empty method. Each run is ``POST /runs`` and then
 ``GET /runs/{id}/events`` with ``Last-Event-ID: 0`` (every event of the run) until the
 terminal event; reported per run: the time from the POST to the terminal event, the step's
