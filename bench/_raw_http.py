@@ -12,9 +12,14 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 
-__all__ = ["RawClient", "RawHTTPError"]
+__all__ = ["RawClient", "RawHTTPError", "event_names_in"]
 
 MAX_HEADER_LINES = 100
+
+
+def event_names_in(body: bytes) -> list[str]:
+    """The ``event:`` names of an event stream's body, in order."""
+    return [line[6:].strip().decode() for line in body.split(b"\n") if line.startswith(b"event:")]
 
 
 class RawHTTPError(RuntimeError):
@@ -123,16 +128,13 @@ class RawClient:
             raise RawHTTPError(f"POST {path}: {status} {data[:200]!r}")
         return data
 
-    async def _stream(self, path: str) -> tuple[_Connection, int, dict[bytes, bytes]]:
+    async def stream_chunks(self, path: str) -> list[bytes]:
+        """``GET`` an event stream to its end; its body in the chunks it came in."""
         head = (
             b"GET " + path.encode() + b" HTTP/1.1\r\nHost: " + self._host_header
             + b"\r\nAccept: text/event-stream\r\n\r\n"
         )  # fmt: skip
-        return await self._send(head)
-
-    async def stream_chunks(self, path: str) -> list[bytes]:
-        """``GET`` an event stream to its end; its body in the chunks it came in."""
-        connection, status, headers = await self._stream(path)
+        connection, status, headers = await self._send(head)
         with self._held(connection):
             if status != 200:
                 await connection.body(headers)
@@ -141,20 +143,7 @@ class RawClient:
 
     async def event_names(self, path: str) -> list[str]:
         """``GET`` an event stream to its end; the ``event:`` names in order."""
-        connection, status, headers = await self._stream(path)
-        names: list[str] = []
-        with self._held(connection):
-            if status != 200:
-                await connection.body(headers)
-                raise RawHTTPError(f"GET {path}: {status}")
-            pending = b""
-            async for chunk in connection.chunks():
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                names.extend(
-                    line[6:].strip().decode() for line in lines if line.startswith(b"event:")
-                )
-        return names
+        return event_names_in(b"".join(await self.stream_chunks(path)))
 
     def close(self) -> None:
         for connection in self._idle:

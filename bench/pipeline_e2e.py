@@ -91,7 +91,7 @@ from _harness import (
     to_row,
 )
 from _peers import DBOS
-from _raw_http import RawClient
+from _raw_http import RawClient, event_names_in
 from commit_floor import commit_cost_us
 
 from app.settings import Settings
@@ -202,28 +202,13 @@ async def window(client: RawClient, server: Server, clients: int, seconds: float
     )
 
 
-def parse_stream(body: bytes) -> list[dict[str, str]]:
-    """The events of an SSE body: ``id``, ``event`` and ``data`` (its lines joined)."""
-    events = []
-    for block in body.replace(b"\r\n", b"\n").decode().split("\n\n"):
-        fields: dict[str, list[str]] = {}
-        for line in block.split("\n"):
-            name, colon, value = line.partition(":")
-            if name and colon:
-                fields.setdefault(name, []).append(value.removeprefix(" "))
-        if "event" in fields:
-            events.append({"id": fields.get("id", [""])[-1], "event": fields["event"][-1],
-                           "data": "\n".join(fields.get("data", []))})  # fmt: skip
-    return events
-
-
 async def capture_template(client: RawClient) -> dict[str, Any]:
     """What one run looked like to its client: the ``POST`` answer and its event stream, in
     the chunks (the server's writes) it came in."""
     created = await client.post_json("/runs", BODY_BYTES)
     run_id = json.loads(created)["id"]
     chunks = await client.stream_chunks(f"/runs/{run_id}/events")
-    kinds = [event["event"] for event in parse_stream(b"".join(chunks))]
+    kinds = event_names_in(b"".join(chunks))
     if kinds.count("step.succeeded") != STEPS or kinds[-1:] != ["run.succeeded"]:
         raise RuntimeError(f"run {run_id}: not a whole run of {STEPS} steps: {kinds}")
     return {"created": created.decode(), "chunks": [chunk.decode() for chunk in chunks]}
@@ -287,23 +272,25 @@ def ceiling_rate(samples: Samples) -> list[float]:
     ]
 
 
+def window_rows(name: str, prefix: str, clients: int, windows: list[Window]) -> list[Row]:
+    """What ``windows`` measured with ``clients`` clients, under ``name``."""
+    return [
+        to_row(f"{name}, {clients} client(s)", "runs/s", [w.rate for w in windows]),
+        to_row(f"  {prefix}run latency, {clients}", "ms", [w.latency_ms for w in windows]),
+        to_row(f"  {prefix}server CPU, {clients}", "cores", [w.server_cores for w in windows]),
+        to_row(
+            f"  {prefix}server CPU per run, {clients}", "ms", [w.cpu_per_run_ms for w in windows]
+        ),
+        to_row(f"  {prefix}client CPU, {clients}", "cores", [w.client_cores for w in windows]),
+    ]
+
+
 def table(samples: Samples) -> list[Row]:
     rows = [to_row("in-process orchestrator", "runs/s", samples.baseline)]
     for n, windows in samples.windows.items():
-        rows += [
-            to_row(f"API, {n} client(s)", "runs/s", [w.rate for w in windows]),
-            to_row(f"  run latency, {n}", "ms", [w.latency_ms for w in windows]),
-            to_row(f"  server CPU, {n}", "cores", [w.server_cores for w in windows]),
-            to_row(f"  server CPU per run, {n}", "ms", [w.cpu_per_run_ms for w in windows]),
-            to_row(f"  client CPU, {n}", "cores", [w.client_cores for w in windows]),
-        ]
+        rows += window_rows("API", "", n, windows)
     for n, windows in samples.bare.items():
-        rows += [
-            to_row(f"bare HTTP + SSE, {n} client(s)", "runs/s", [w.rate for w in windows]),
-            to_row(f"  bare latency, {n}", "ms", [w.latency_ms for w in windows]),
-            to_row(f"  bare server CPU, {n}", "cores", [w.server_cores for w in windows]),
-            to_row(f"  bare CPU per run, {n}", "ms", [w.cpu_per_run_ms for w in windows]),
-        ]
+        rows += window_rows("bare HTTP + SSE", "bare ", n, windows)
     rows += [
         to_row(f"durable step cost, {min(CLIENTS)} client", "µs", step_cost_us(samples)),
         to_row("commit floor", "µs", samples.floor_us),
