@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
+from sse_starlette import ServerSentEvent
 from sse_starlette.sse import SendTimeoutError
 from starlette.types import Message
 
@@ -263,6 +264,32 @@ async def test_new_connection_after_the_end_gets_the_snapshot_and_the_final_even
     assert ids(events) == [last, last]
     assert events[1]["data"]["seq"] == last
     assert events[1]["data"]["error"]["step"] == "c"
+
+
+async def test_every_frame_is_what_sse_starlette_encodes_for_its_fields(live: Live) -> None:
+    """The frames go out as bytes Stepline writes itself: they must stay exactly what
+    sse-starlette's encoder makes of the same fields (CRLF lines, one data line, ``retry``
+    after the data), whatever a client's parser is."""
+    run_id = await finished_run(live, "controlled", {"fail_at": "c"})
+    async with live.client.stream(
+        "GET", f"/runs/{run_id}/events", headers={"Last-Event-ID": "0"}
+    ) as response:
+        body = b"".join([chunk async for chunk in response.aiter_bytes()])
+
+    frames = [frame + b"\r\n\r\n" for frame in body.split(b"\r\n\r\n") if frame]
+    events = [frame for frame in frames if not frame.startswith(b":")]  # pings are comments
+    assert len(events) >= 9
+    for number, frame in enumerate(events):
+        fields = dict(line.split(b": ", 1) for line in frame.rstrip(b"\r\n").split(b"\r\n"))
+        assert set(fields) == ({b"id", b"event", b"data", b"retry"} if number == 0
+                               else {b"id", b"event", b"data"})  # fmt: skip
+        retry = int(fields[b"retry"]) if b"retry" in fields else None
+        encoded = ServerSentEvent(
+            fields[b"data"].decode(), event=fields[b"event"].decode(),
+            id=fields[b"id"].decode(), retry=retry,
+        ).encode()  # fmt: skip
+        assert frame == encoded
+    assert fields[b"event"] == b"run.failed"  # the last frame: the run's final event
 
 
 async def test_reconnect_at_or_past_the_final_event_gets_204_no_content(live: Live) -> None:

@@ -60,22 +60,28 @@ def _position(last_event_id: str | None, resume: int | None = None) -> int | Non
     return position
 
 
-def _sse(event: EventRow, event_id: int, retry: int | None = None) -> ServerSentEvent:
-    return ServerSentEvent(event.json, event=event.type, id=str(event_id), retry=retry)
+def _sse(event: EventRow, event_id: int, retry: int | None = None) -> bytes:
+    """The event's frame: byte for byte what ``ServerSentEvent(event.json, event=event.type,
+    id=str(event_id), retry=retry).encode()`` makes, at a tenth of the cost (every stream
+    frames every event it sends). Its JSON holds no line break, nor do its type and id, so
+    nothing needs splitting or cleaning."""
+    tail = b"\r\n" if retry is None else b"retry: %d\r\n\r\n" % retry
+    head = b"id: %d\r\nevent: %s\r\ndata: " % (event_id, event.type.encode())
+    return head + event.json.encode() + b"\r\n" + tail
 
 
-def _joined(chunk: list[ServerSentEvent]) -> ServerSentEvent | bytes:
+def _joined(chunk: list[bytes]) -> bytes:
     # Events that are ready together leave in one write: a send through the middleware
-    # stack and the socket costs more than encoding the event.
-    return chunk[0] if len(chunk) == 1 else b"".join(event.encode() for event in chunk)
+    # stack and the socket costs more than framing the event.
+    return chunk[0] if len(chunk) == 1 else b"".join(chunk)
 
 
-def _closing(last_event_id: int) -> ServerSentEvent:
+def _closing(last_event_id: int) -> bytes:
     # The stream's last word when the server stops: reconnecting with Last-Event-ID (a
     # browser does it by itself) resumes exactly here, on this server or another.
     data = json.dumps({"type": "stream.closing", "reason": "the server is shutting down",
                        "last_event_id": last_event_id})  # fmt: skip
-    return ServerSentEvent(data, event="stream.closing")
+    return ServerSentEvent(data, event="stream.closing").encode()
 
 
 class _HeldStream(EventSourceResponse):
@@ -186,7 +192,7 @@ async def _run_events(
             sent = position
         while True:  # replay what the client has not seen
             batch = await store.run_events(run_id, sent, REPLAY_BATCH)
-            chunk: list[ServerSentEvent] = []
+            chunk: list[bytes] = []
             for event in batch:
                 chunk.append(_sse(event, event.seq, retry))
                 retry, sent = None, event.seq
@@ -276,7 +282,7 @@ async def _all_events(
             retry = None
         while True:  # replay, filtering here so that the cursor passes skipped events too
             batch = await store.all_events(cursor, REPLAY_BATCH, owner_key_id=owner)
-            chunk: list[ServerSentEvent] = []
+            chunk: list[bytes] = []
             for event in batch:
                 if wanted(event):
                     chunk.append(_sse(event, event.id, retry))
