@@ -11,15 +11,17 @@ import json
 import socket
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
-from typing import Any, TypedDict
+from typing import Any, TypedDict, TypeVar
 
 import httpx
 import uvicorn
 from starlette.types import ASGIApp
 
-__all__ = ["Event", "EventStream", "ServerThread", "open_stream", "serve"]
+__all__ = ["Event", "EventStream", "ServerThread", "open_stream", "serve", "serve_thread"]
+
+T = TypeVar("T")
 
 STARTUP_SECONDS = 10.0
 SHUTDOWN_SECONDS = 10.0
@@ -32,8 +34,10 @@ class ServerThread(uvicorn.Server):
     def __init__(self, config: uvicorn.Config) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.loop = asyncio.get_running_loop()
         try:
             await super().startup(sockets=sockets)
         finally:
@@ -50,12 +54,31 @@ class ServerThread(uvicorn.Server):
         """The port the server is bound to (it was asked for any free one)."""
         return int(self.servers[0].sockets[0].getsockname()[1])
 
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def on_loop(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await ``work`` on the server's own loop, where the app's store and bus live."""
+        assert self.loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self.loop))
+
 
 @asynccontextmanager
 async def serve(
     app: ASGIApp, *, within: float = STARTUP_SECONDS, **options: Any
 ) -> AsyncIterator[str]:
     """Serve ``app`` on 127.0.0.1 at a free port and yield its base URL; ``options`` are
+    more ``uvicorn.Config`` arguments (see ``serve_thread``)."""
+    async with serve_thread(app, within=within, **options) as server:
+        yield server.url
+
+
+@asynccontextmanager
+async def serve_thread(
+    app: ASGIApp, *, within: float = STARTUP_SECONDS, **options: Any
+) -> AsyncIterator[ServerThread]:
+    """Serve ``app`` on 127.0.0.1 at a free port and yield the server; ``options`` are
     more ``uvicorn.Config`` arguments.
 
     uvicorn runs the app's lifespan. Raises ``RuntimeError`` if the server is not listening
@@ -80,7 +103,7 @@ async def serve(
     try:
         if not await asyncio.to_thread(server.ready.wait, within) or not server.started:
             raise RuntimeError(f"the server did not start within {within} s")
-        yield f"http://127.0.0.1:{server.port}"
+        yield server
     finally:
         server.should_exit = True
         await asyncio.to_thread(thread.join, SHUTDOWN_SECONDS)

@@ -23,11 +23,12 @@ from starlette.types import Message
 
 from app.main import create_app
 from app.settings import Settings
+from app.store.records import Change, EventRow
 from tests.configurations import CONFIGURATIONS, executor_settings, store_of
 from tests.databases import database_url
 
 from .conftest import WAIT, services_of, wait_until_finished
-from .live import Event, open_stream, serve
+from .live import Event, open_stream, serve, serve_thread
 from .pipelines import GATES
 
 pytestmark = pytest.mark.anyio
@@ -163,6 +164,15 @@ def types(events: list[Event]) -> list[str | None]:
 def is_terminal(event: Event) -> bool:
     """Whether ``event`` is a run's final event."""
     return event["event"] in TERMINAL_EVENTS
+
+
+def is_logged(message: str) -> Callable[[Event], bool]:
+    """A test for the ``step.log`` event of ``message``."""
+
+    def matches(event: Event) -> bool:
+        return event["event"] == "step.log" and event["data"]["message"] == message
+
+    return matches
 
 
 def step_is(type_: str, step: str) -> Callable[[Event], bool]:
@@ -412,6 +422,40 @@ async def test_a_stream_whose_client_stops_reading_is_dropped_after_the_send_tim
     # The stream let go of what it held.
     assert "\nstepline_sse_streams 0.0\n" in metrics
     assert subscribers == 0
+
+
+async def test_a_live_event_past_a_gap_brings_the_events_in_the_gap_first(
+    settings: Settings,
+) -> None:
+    """Events can reach the bus out of order (the commits of concurrent runs, another
+    replica's): a stream given an event past a gap reads the gap from the log, and sends it
+    first, on both streams."""
+    app = create_app(settings)
+    services = services_of(app)
+    async with (
+        serve_thread(app) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=WAIT) as client,
+        held_run(Live(settings, client)) as (run_id, _gate),
+        open_stream(client, f"/runs/{run_id}/events") as run_stream,
+        open_stream(client, "/events") as all_stream,
+    ):
+        assert (await anext(run_stream))["event"] == "run.snapshot"
+        assert await all_stream.next_comment(WAIT) == "connected"
+
+        async def log_two_then_publish_the_second() -> tuple[EventRow, EventRow]:
+            first = await services.store.apply(run_id, Change("step.log", {"message": "first"}))
+            second = await services.store.apply(run_id, Change("step.log", {"message": "second"}))
+            services.bus.publish(second)  # the first one never reaches the bus
+            return first, second
+
+        first, second = await server.on_loop(log_two_then_publish_the_second())
+        by_run = await run_stream.read_until(is_logged("second"), WAIT)
+        by_all = await all_stream.read_until(is_logged("second"), WAIT)
+
+    logged = [("first", first.seq), ("second", second.seq)]
+    assert [(e["data"]["message"], int(e["id"] or 0)) for e in by_run] == logged
+    logged = [("first", first.id), ("second", second.id)]
+    assert [(e["data"]["message"], int(e["id"] or 0)) for e in by_all if e["data"]] == logged
 
 
 async def test_unknown_run_is_a_404_problem_before_any_stream(live: Live) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
@@ -24,6 +25,7 @@ from app.api.deps import Services, ServicesDep
 from app.api.problems_doc import PROBLEMS
 from app.api.views import run_json
 from app.errors import BadRequest
+from app.runs.bus import Subscription
 from app.security.keys import Principal
 from app.states import TERMINAL
 from app.store.records import EventRow, RunRow
@@ -38,6 +40,11 @@ RESUME_DESCRIPTION = (
     "are sent): for clients that open a new connection rather than let the browser "
     "reconnect, such as an EventSource opened with a fresh stream token."
 )
+LastEventId = Annotated[str | None, Header()]
+Resume = Annotated[
+    int | None,
+    Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description=RESUME_DESCRIPTION),
+]
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "A text/event-stream of events",
@@ -82,6 +89,84 @@ def _closing(last_event_id: int) -> bytes:
     data = json.dumps({"type": "stream.closing", "reason": "the server is shutting down",
                        "last_event_id": last_event_id})  # fmt: skip
     return ServerSentEvent(data, event="stream.closing").encode()
+
+
+def _seq(event: EventRow) -> int:
+    return event.seq
+
+
+def _id(event: EventRow) -> int:
+    return event.id
+
+
+@dataclass(frozen=True)
+class _Log:
+    """The part of the event log one stream follows, and how it numbers what it sends."""
+
+    read: Callable[[int, int], Awaitable[list[EventRow]]]
+    """Up to ``limit`` events after ``position``, in order."""
+    position: Callable[[EventRow], int]
+    """An event's place in this log, and its ``id:`` in the stream."""
+    wanted: Callable[[EventRow], bool] | None = None
+    """Whether to send an event (None: every one); one not wanted is passed over, and a
+    resume skips it."""
+    visible: Callable[[EventRow], Awaitable[bool]] | None = None
+    """Whether a live event belongs in this log at all (None: every one); ``read``
+    filters the events it reads by itself."""
+    ends: bool = False
+    """The stream ends after a run's final event."""
+
+
+async def _follow(
+    log: _Log, subscription: Subscription, position: int, retry: int | None
+) -> AsyncIterator[bytes]:
+    """Replay ``log`` after ``position``, then follow its live events, each sent once and in
+    order: a live event that arrives after a gap (published out of order, or before the
+    replay read its predecessors) brings the gap from the log. ``retry`` goes with the first
+    event sent."""
+    cursor = position  # every event up to here has been sent or passed over
+
+    def take(events: Iterable[EventRow], chunk: list[bytes]) -> bool:
+        """Frame into ``chunk`` the events past the cursor; True at the stream's end."""
+        nonlocal cursor, retry
+        for event in events:
+            at = log.position(event)
+            if at <= cursor:
+                continue
+            cursor = at
+            if log.wanted is None or log.wanted(event):
+                chunk.append(_sse(event, at, retry))
+                retry = None
+            if log.ends and event.type in TERMINAL_EVENTS:
+                return True
+        return False
+
+    while True:  # replay
+        batch = await log.read(cursor, REPLAY_BATCH)
+        chunk: list[bytes] = []
+        ended = take(batch, chunk)
+        if chunk:
+            yield _joined(chunk)
+        if ended:
+            return
+        if len(batch) < REPLAY_BATCH:
+            break
+    while True:  # then live
+        chunk = []
+        for live in await subscription.get_ready():
+            if live is None:
+                chunk.append(_closing(cursor))
+                yield _joined(chunk)
+                return
+            at = log.position(live)
+            if at <= cursor or (log.visible is not None and not await log.visible(live)):
+                continue
+            missed = await log.read(cursor, at - cursor - 1) if at > cursor + 1 else []
+            if take((*missed, live), chunk):
+                yield _joined(chunk)
+                return
+        if chunk:
+            yield _joined(chunk)
 
 
 class _HeldStream(EventSourceResponse):
@@ -149,11 +234,8 @@ async def stream_run_events(
     run_id: str,
     services: ServicesDep,
     principal: StreamKey,
-    last_event_id: Annotated[str | None, Header()] = None,
-    resume: Annotated[
-        int | None,
-        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description=RESUME_DESCRIPTION),
-    ] = None,
+    last_event_id: LastEventId = None,
+    resume: Resume = None,
 ) -> Response:
     """First ``run.snapshot`` (the run as ``GET /runs/{id}`` shows it, with the id of the
     last event it reflects), then every event as it happens; ends after the run's final
@@ -178,54 +260,22 @@ async def _run_events(
     retry: int | None = services.settings.sse_retry_ms  # sent once, with the first event
     async with services.bus.subscribe(run_id) as subscription:
         if position is None:
-            # The run as read before subscribing: the replay below, read after subscribing,
+            # The run as read before subscribing: what follows, read after subscribing,
             # brings whatever happened in between.
             snapshot = run_json(run).decode()
             yield ServerSentEvent(snapshot, event="run.snapshot", id=str(run.last_seq), retry=retry)
-            retry = None
-            sent = run.last_seq
+            retry, position = None, run.last_seq
             if run.status in TERMINAL:
                 for event in await store.run_events(run_id, run.last_seq - 1, 1):
                     yield _sse(event, event.seq)
                 return
-        else:
-            sent = position
-        while True:  # replay what the client has not seen
-            batch = await store.run_events(run_id, sent, REPLAY_BATCH)
-            chunk: list[bytes] = []
-            for event in batch:
-                chunk.append(_sse(event, event.seq, retry))
-                retry, sent = None, event.seq
-                if event.type in TERMINAL_EVENTS:
-                    yield _joined(chunk)
-                    return
-            if chunk:
-                yield _joined(chunk)
-            if len(batch) < REPLAY_BATCH:
-                break
-        while True:  # then live
-            chunk = []
-            for live in await subscription.get_ready():
-                if live is None:
-                    chunk.append(_closing(sent))
-                    yield _joined(chunk)
-                    return
-                event = live
-                if event.seq <= sent:
-                    continue
-                missed = (
-                    await store.run_events(run_id, sent, event.seq - sent - 1)
-                    if event.seq > sent + 1
-                    else []
-                )
-                for item in (*missed, event):
-                    chunk.append(_sse(item, item.seq, retry))
-                    retry, sent = None, item.seq
-                    if item.type in TERMINAL_EVENTS:
-                        yield _joined(chunk)
-                        return
-            if chunk:
-                yield _joined(chunk)
+        log = _Log(
+            read=lambda after, limit: store.run_events(run_id, after, limit),
+            position=_seq,
+            ends=True,
+        )
+        async for chunk in _follow(log, subscription, position, retry):
+            yield chunk
 
 
 @router.get(
@@ -241,11 +291,8 @@ async def stream_events(
     type: Annotated[  # the query parameter's public name
         list[str] | None, Query(description="Only these event types, e.g. run.failed")
     ] = None,
-    last_event_id: Annotated[str | None, Header()] = None,
-    resume: Annotated[
-        int | None,
-        Query(alias="last_event_id", ge=0, le=MAX_EVENT_ID, description=RESUME_DESCRIPTION),
-    ] = None,
+    last_event_id: LastEventId = None,
+    resume: Resume = None,
 ) -> Response:
     """Every run's events as they happen, for dashboards; ``id:`` is the global event id,
     so ``Last-Event-ID`` (or ``?last_event_id=``) resumes here too. Never ends on its own.
@@ -272,45 +319,18 @@ async def _all_events(
 
     async def visible(event: EventRow) -> bool:
         # Read from the log, events are filtered by owner in the query; live ones here.
-        return owner is None or await services.runs.owner_of(event.run_id) == owner
+        return await services.runs.owner_of(event.run_id) == owner
 
     async with services.bus.subscribe(None) as subscription:
-        # ``cursor``: every event up to this id has been sent or filtered out.
-        cursor = position if position is not None else await store.last_event_id()
         if position is None:
+            position = await store.last_event_id()
             yield ServerSentEvent(comment="connected", retry=retry)
             retry = None
-        while True:  # replay, filtering here so that the cursor passes skipped events too
-            batch = await store.all_events(cursor, REPLAY_BATCH, owner_key_id=owner)
-            chunk: list[bytes] = []
-            for event in batch:
-                if wanted(event):
-                    chunk.append(_sse(event, event.id, retry))
-                    retry = None
-                cursor = event.id
-            if chunk:
-                yield _joined(chunk)
-            if len(batch) < REPLAY_BATCH:
-                break
-        while True:
-            chunk = []
-            for live in await subscription.get_ready():
-                if live is None:
-                    chunk.append(_closing(cursor))
-                    yield _joined(chunk)
-                    return
-                event = live
-                if event.id <= cursor or not await visible(event):
-                    continue
-                missed = (
-                    await store.all_events(cursor, event.id - cursor - 1, owner_key_id=owner)
-                    if event.id > cursor + 1  # published out of order: take the gap from the log
-                    else []
-                )
-                for item in (*missed, event):
-                    if item.id > cursor and wanted(item):
-                        chunk.append(_sse(item, item.id, retry))
-                        retry = None
-                    cursor = max(cursor, item.id)
-            if chunk:
-                yield _joined(chunk)
+        log = _Log(
+            read=lambda after, limit: store.all_events(after, limit, owner_key_id=owner),
+            position=_id,
+            wanted=wanted if pipelines or types else None,
+            visible=visible if owner is not None else None,
+        )
+        async for chunk in _follow(log, subscription, position, retry):
+            yield chunk
