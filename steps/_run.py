@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic
 
-from steps._thread_progress import THREAD_PROGRESS_INTERVAL, Report, ThreadProgress
+from steps._thread_progress import Report, ThreadProgress
 from steps.base import C
 from steps.cancellation import Cancelled
 from steps.errors import RunCancelledError, StepFailedError, StepTimeoutError
@@ -25,7 +25,7 @@ from steps.result import StepResult
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["THREAD_PROGRESS_INTERVAL", "ProgressCallback", "Run"]
+__all__ = ["ProgressCallback", "Run"]
 
 ProgressCallback = Callable[[float, float], None]
 """``progress_callback(current, total)``: overall weighted progress as ``(percent, 100)``,

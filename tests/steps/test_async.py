@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from steps import EventType, Orchestrator, RetryPolicy, StepFailedError, StepResult
-from steps._run import THREAD_PROGRESS_INTERVAL
+from steps._thread_progress import THREAD_PROGRESS_INTERVAL
 
 from .conftest import AsyncStep, Ctx, Recorder, Step, registry_of
 

@@ -77,12 +77,6 @@ def _sse(event: EventRow, event_id: int, retry: int | None = None) -> bytes:
     return head + event.json.encode() + b"\r\n" + tail
 
 
-def _joined(chunk: list[bytes]) -> bytes:
-    # Events that are ready together leave in one write: a send through the middleware
-    # stack and the socket costs more than framing the event.
-    return chunk[0] if len(chunk) == 1 else b"".join(chunk)
-
-
 def _closing(last_event_id: int) -> bytes:
     # The stream's last word when the server stops: reconnecting with Last-Event-ID (a
     # browser does it by itself) resumes exactly here, on this server or another.
@@ -125,6 +119,8 @@ async def _follow(
     replay read its predecessors) brings the gap from the log. ``retry`` goes with the first
     event sent."""
     cursor = position  # every event up to here has been sent or passed over
+    # Events that are ready together leave in one write (``chunk``): a send through the
+    # middleware stack and the socket costs more than framing the event.
 
     def take(events: Iterable[EventRow], chunk: list[bytes]) -> bool:
         """Frame into ``chunk`` the events past the cursor; True at the stream's end."""
@@ -146,7 +142,7 @@ async def _follow(
         chunk: list[bytes] = []
         ended = take(batch, chunk)
         if chunk:
-            yield _joined(chunk)
+            yield b"".join(chunk)
         if ended:
             return
         if len(batch) < REPLAY_BATCH:
@@ -156,17 +152,17 @@ async def _follow(
         for live in await subscription.get_ready():
             if live is None:
                 chunk.append(_closing(cursor))
-                yield _joined(chunk)
+                yield b"".join(chunk)
                 return
             at = log.position(live)
             if at <= cursor or (log.visible is not None and not await log.visible(live)):
                 continue
             missed = await log.read(cursor, at - cursor - 1) if at > cursor + 1 else []
             if take((*missed, live), chunk):
-                yield _joined(chunk)
+                yield b"".join(chunk)
                 return
         if chunk:
-            yield _joined(chunk)
+            yield b"".join(chunk)
 
 
 class _HeldStream(EventSourceResponse):
